@@ -1,0 +1,36 @@
+"""What one Dramatiq message asks for: one kind, one purpose, one intent, up to 1000 recipients."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Recipients one message carries: SendGrid's limit of personalizations per request, and what one
+#: gate query and one bulk write handle well (DESIGN.md section 4).
+MAX_BATCH_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """A batch of intended sends. With a recipient id, it makes each send key."""
+
+    kind: str
+    purpose: str
+    #: What the sends are: ``campaign:42``, ``digest:daily:2026-11-26``, ``test:<uuid>``.
+    belongs_to: str
+    recipient_ids: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.recipient_ids) > MAX_BATCH_SIZE:
+            raise ValueError(f"a batch holds at most {MAX_BATCH_SIZE} recipients")
+
+    def as_message_args(self) -> tuple[str, str, str, list[int]]:
+        """The actor arguments: ids and keys only, never personal data."""
+        return (self.kind, self.purpose, self.belongs_to, list(self.recipient_ids))
+
+
+def split(kind: str, purpose: str, belongs_to: str, recipient_ids: list[int]) -> list[BatchSpec]:
+    """Cut a list of recipients into batches of at most MAX_BATCH_SIZE."""
+    return [
+        BatchSpec(kind, purpose, belongs_to, tuple(recipient_ids[i : i + MAX_BATCH_SIZE]))
+        for i in range(0, len(recipient_ids), MAX_BATCH_SIZE)
+    ]

@@ -1,0 +1,168 @@
+"""Typed settings, read once from the environment; a bad or missing variable fails naming it."""
+
+from __future__ import annotations
+
+import functools
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mailer.errors import ConfigError
+
+#: Where the embedded default keeps its SQLite file, outbox and generated secret.
+DEFAULT_VAR_DIR = Path("var")
+
+#: The two locales the mailer renders; French first.
+SUPPORTED_LOCALES = ("fr", "en")
+
+
+class Settings(BaseSettings):
+    """Everything the mailer reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="MAILER_", extra="ignore", frozen=True)
+
+    database_url: str = f"sqlite:///{DEFAULT_VAR_DIR / 'mailer.sqlite'}"
+    #: Unset: the in-process broker (embedded default). ``redis://...``: the Redis broker.
+    broker_url: str | None = None
+    #: Prefix of every Redis key the broker and the rate limiters use.
+    broker_namespace: str = "mailer"
+    email_backend: Literal["outbox", "sendgrid"] = "outbox"
+    outbox_dir: Path = DEFAULT_VAR_DIR / "outbox"
+    sendgrid_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SENDGRID_API_KEY", "MAILER_SENDGRID_API_KEY")
+    )
+    sendgrid_api_url: str = "https://api.sendgrid.com"
+    #: Seconds to wait for SendGrid to answer once the request is written.
+    sendgrid_timeout: float = 15.0
+    #: ``purpose=group_id`` pairs, comma separated: the SendGrid unsubscribe group of each purpose.
+    sendgrid_asm_groups: str = ""
+    #: One or more keys, comma separated; the first signs, all verify (rotation).
+    secret_key: SecretStr | None = None
+    base_url: str = "http://localhost:8000"
+    from_email: str = "alertes@nouma.fr"
+    from_name: str = "NouMa"
+    postal_address: str = "NouMa, 10 rue de la Paix, 75002 Paris, France"
+    #: Optional mailto: address offered in List-Unsubscribe beside the https link.
+    unsubscribe_mailto: str | None = None
+    default_locale: Literal["fr", "en"] = "fr"
+    #: A send claimed for longer than this without an outcome is marked ``unknown``.
+    stale_send_seconds: int = 600
+    #: A claimed send still waiting for its worker after this long is queued again.
+    stale_pending_seconds: int = 3600
+    #: In-process worker threads of the embedded default.
+    embedded_worker_threads: int = 4
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql", "postgres")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        if value.startswith("postgres://"):
+            value = "postgresql://" + value.removeprefix("postgres://")
+        if value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis:// URL, or unset for the in-process broker")
+        return value
+
+    @field_validator("base_url", "sendgrid_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("from_email")
+    @classmethod
+    def _from_email(cls, value: str) -> str:
+        if "@" not in value:
+            raise ValueError("must be an e-mail address")
+        return value
+
+    @property
+    def is_embedded(self) -> bool:
+        """True for the default set-up: SQLite, in-process broker, outbox."""
+        return (
+            self.database_url.startswith("sqlite")
+            and self.broker_url is None
+            and self.email_backend == "outbox"
+        )
+
+    def asm_group(self, purpose: str) -> int | None:
+        """The SendGrid unsubscribe group configured for a purpose, if any."""
+        for pair in filter(None, (p.strip() for p in self.sendgrid_asm_groups.split(","))):
+            key, _, group = pair.partition("=")
+            if key.strip() == purpose:
+                return int(group)
+        return None
+
+    def secret_keys(self) -> list[str]:
+        """Signing keys, newest first; the embedded default generates and keeps one under var/."""
+        if self.secret_key is not None:
+            keys = [k.strip() for k in self.secret_key.get_secret_value().split(",") if k.strip()]
+            if keys:
+                return keys
+        if not self.is_embedded:
+            raise ConfigError("MAILER_SECRET_KEY: required outside the embedded default")
+        return [_embedded_secret()]
+
+
+def _embedded_secret() -> str:
+    path = DEFAULT_VAR_DIR / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _variable_name(loc: tuple[object, ...]) -> str:
+    field = str(loc[0]) if loc else "?"
+    if field == "sendgrid_api_key":
+        return "SENDGRID_API_KEY"
+    return f"MAILER_{field.upper()}"
+
+
+def load_settings() -> Settings:
+    """Read the environment; raise ConfigError naming the first bad variable."""
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise ConfigError(f"{_variable_name(first['loc'])}: {first['msg']}") from None
+    _check_coherence(settings)
+    return settings
+
+
+def _check_coherence(settings: Settings) -> None:
+    if settings.email_backend == "sendgrid" and settings.sendgrid_api_key is None:
+        raise ConfigError("SENDGRID_API_KEY: required when MAILER_EMAIL_BACKEND=sendgrid")
+    if not settings.is_embedded:
+        settings.secret_keys()
+    for pair in filter(None, (p.strip() for p in settings.sendgrid_asm_groups.split(","))):
+        _, sep, group = pair.partition("=")
+        if not sep or not group.strip().isdigit():
+            raise ConfigError(
+                "MAILER_SENDGRID_ASM_GROUPS: expected purpose=group_id pairs, got " + repr(pair)
+            )
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return load_settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and the demo change the environment)."""
+    get_settings.cache_clear()

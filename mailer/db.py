@@ -1,0 +1,151 @@
+"""Engine, session scope, naming convention and the column types shared by every table."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from mailer.config import get_settings
+
+#: Constraint names are deterministic so Alembic can find them again on both databases.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: How long a SQLite writer waits for the lock held by another thread or process.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+#: A 64-bit id on PostgreSQL; SQLite needs INTEGER for its rowid alias to autoincrement.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware, on SQLite too."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+#: Raw payloads: JSONB on PostgreSQL, JSON text on SQLite.
+JSONDoc = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> dt.datetime:
+    """Now, in UTC, timezone-aware."""
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+#: Execution option marking a transaction that only reads (SQLite then takes no write lock).
+READONLY_OPTION = "mailer_readonly"
+
+_engines: dict[str, Engine] = {}
+_sessionmakers: dict[tuple[str, bool], sessionmaker[Session]] = {}
+_lock = threading.Lock()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own transaction handling defers BEGIN and upgrades locks late, which makes
+    # concurrent writers fail with "database is locked"; SQLAlchemy emits BEGIN IMMEDIATE instead.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_begin(connection: sa.Connection) -> None:
+    # Readers take no lock in WAL mode; writers queue on the lock from their first statement.
+    if connection.get_execution_options().get(READONLY_OPTION):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_engine(url: str) -> Engine:
+    """A new engine for a database URL, with the pragmas and pool this project relies on."""
+    if url.startswith("sqlite"):
+        database = sa.engine.make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, pool_size=20, max_overflow=20)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The process's engine for a URL (the configured one by default), created once."""
+    url = url or get_settings().database_url
+    with _lock:
+        if url not in _engines:
+            engine = _engines[url] = create_engine(url)
+            _sessionmakers[(url, False)] = sessionmaker(engine, expire_on_commit=False)
+            _sessionmakers[(url, True)] = sessionmaker(
+                engine.execution_options(**{READONLY_OPTION: True}), expire_on_commit=False
+            )
+        return _engines[url]
+
+
+@contextlib.contextmanager
+def session_scope(url: str | None = None, *, readonly: bool = False) -> Iterator[Session]:
+    """A session in one transaction: committed when the block ends, rolled back on error.
+
+    ``readonly`` sessions must not write; on SQLite they then never wait for the write lock.
+    """
+    url = url or get_settings().database_url
+    get_engine(url)
+    with _sessionmakers[(url, readonly)]() as session, session.begin():
+        yield session
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection (after fork, and when tests switch databases)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+        _sessionmakers.clear()
+
+
+def in_chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive slices of at most ``size`` items (bound-parameter limits, batch sizes)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,368 @@
+"""The delivery pipeline: claim the send key, gate, render, send, record; and the stale-send sweep.
+
+Each intended send is one ``deliveries`` row, created before the provider is called:
+
+    pending --gate refuses--> skipped(reason)
+    pending --render fails--> failed(render_error)
+    pending --taken into flight (gate re-checked in the same statement)--> sending
+    sending --provider accepts--> sent --provider events--> delivered, bounced, ...
+    sending --provider refuses for good--> failed(provider's text)
+    sending --provider busy, retries left--> pending (the message is retried)
+    sending --no answer, or the process died--> unknown (never re-sent; settled by events)
+
+Only one worker can move a row from pending to sending (a conditional UPDATE), so a message
+delivered twice, two workers, or a resumed batch never send the same key twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from itertools import groupby
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from mailer import gate
+from mailer.batch import BatchSpec, split
+from mailer.config import get_settings
+from mailer.db import in_chunks, session_scope, utcnow
+from mailer.emails import Addressed, RecipientView, composer_for
+from mailer.errors import (
+    AmbiguousSendError,
+    PermanentSendError,
+    RateLimited,
+    TransientSendError,
+)
+from mailer.message import Backend, OutgoingMessage, get_backend
+from mailer.models import AccountState, Delivery, DeliveryState, Recipient
+from mailer.purposes import get_purpose
+
+log = logging.getLogger(__name__)
+
+#: Longest error text kept on a delivery; provider bodies can be long.
+MAX_ERROR_LENGTH = 2000
+
+
+@dataclass
+class BatchOutcome:
+    """What one pass over a batch did (counts only: this is logged)."""
+
+    claimed: int = 0
+    already_done: int = 0
+    sent: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    failed: int = 0
+    unknown: int = 0
+    #: Some sends were put back to pending after a transient error: retry the message.
+    retry: bool = False
+    #: Delay SendGrid asked for (429), if any.
+    retry_after_ms: int | None = None
+    last_error: str | None = None
+
+
+def deliver_batch(
+    spec: BatchSpec, *, final_attempt: bool = False, backend: Backend | None = None
+) -> BatchOutcome:
+    """Run one batch through claim, gate, render, send and record. Safe to run twice."""
+    get_purpose(spec.purpose)
+    composer = composer_for(spec.kind)
+    outcome = BatchOutcome()
+
+    with session_scope() as session:
+        pending = _claim(session, spec, outcome)
+    if not pending:
+        return outcome
+
+    with session_scope(readonly=True) as session:
+        verdicts = gate.check(session, spec.purpose, list(pending.values()))
+        allowed = {d: r for d, r in pending.items() if verdicts[r] is None}
+        views = _recipient_views(session, allowed.values())
+        composition = composer.compose(
+            session, spec, [Addressed(d, views[r]) for d, r in allowed.items() if r in views]
+        )
+    refused = {d: verdicts[r] or gate.UNKNOWN_RECIPIENT for d, r in pending.items() if d not in allowed}
+    with session_scope() as session:
+        _skip(session, {**refused, **composition.skipped}, outcome)
+        _fail_pending(session, composition.failed, outcome)
+
+    messages = [m for m in composition.messages if m.envelopes]
+    if not messages:
+        return outcome
+    with session_scope() as session:
+        in_flight = _take_into_flight(session, [d for m in messages for d in m.delivery_ids])
+        missed = [d for m in messages for d in m.delivery_ids if d not in in_flight]
+        if missed:
+            _regate(session, spec.purpose, missed, outcome)
+
+    backend = backend or get_backend()
+    queue = [_only(m, in_flight) for m in messages]
+    for position, message in enumerate(queue):
+        if not message.envelopes:
+            continue
+        try:
+            provider_id = backend.send(message)
+        except TransientSendError as error:
+            outcome.last_error = error.detail
+            if final_attempt:
+                _record(message.delivery_ids, DeliveryState.FAILED, outcome, error=error.detail)
+                continue
+            # Put this message and every one not yet tried back to pending; the retry resumes.
+            untried = [d for m in queue[position:] for d in m.delivery_ids]
+            _release(message.delivery_ids, untried, error.detail)
+            outcome.retry = True
+            if isinstance(error, RateLimited):
+                outcome.retry_after_ms = error.retry_after_ms
+            break
+        except PermanentSendError as error:
+            outcome.last_error = error.detail
+            _record(message.delivery_ids, DeliveryState.FAILED, outcome, error=error.detail)
+        except AmbiguousSendError as error:
+            outcome.last_error = error.detail
+            _record(message.delivery_ids, DeliveryState.UNKNOWN, outcome, error=error.detail)
+        else:
+            _record(message.delivery_ids, DeliveryState.SENT, outcome, provider_id=provider_id)
+    return outcome
+
+
+def fail_remaining(spec: BatchSpec, error: str) -> int:
+    """Record the still-pending sends of a batch as failed (its last retry raised); returns how many."""
+    with session_scope() as session:
+        ids = list(
+            session.scalars(
+                sa.select(Delivery.id).where(
+                    Delivery.purpose == spec.purpose,
+                    Delivery.belongs_to == spec.belongs_to,
+                    Delivery.recipient_id.in_(spec.recipient_ids),
+                    Delivery.state == DeliveryState.PENDING,
+                )
+            )
+        )
+        _fail_pending(session, dict.fromkeys(ids, error), BatchOutcome())
+    return len(ids)
+
+
+def _claim(session: Session, spec: BatchSpec, outcome: BatchOutcome) -> dict[int, int]:
+    """Insert the batch's send keys (existing ones are kept); return the pending ones: id -> recipient."""
+    recipient_ids = list(dict.fromkeys(spec.recipient_ids))
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    now = utcnow()
+    # INSERT ... SELECT from recipients: an id that names no recipient gets no row (and no FK error).
+    source = sa.select(
+        sa.literal(spec.purpose),
+        sa.literal(spec.belongs_to),
+        Recipient.id,
+        sa.literal(spec.kind),
+        sa.literal(DeliveryState.PENDING.value),
+        sa.literal(0),
+        sa.literal(now, type_=Delivery.__table__.c.created_at.type),
+    ).where(Recipient.id.in_(recipient_ids))
+    session.execute(
+        insert(Delivery)
+        .from_select(
+            ["purpose", "belongs_to", "recipient_id", "kind", "state", "attempts", "created_at"],
+            source,
+        )
+        .on_conflict_do_nothing(index_elements=["purpose", "belongs_to", "recipient_id"])
+    )
+    rows = session.execute(
+        sa.select(Delivery.id, Delivery.recipient_id, Delivery.state).where(
+            Delivery.purpose == spec.purpose,
+            Delivery.belongs_to == spec.belongs_to,
+            Delivery.recipient_id.in_(recipient_ids),
+        )
+    ).all()
+    pending = {row.id: row.recipient_id for row in rows if row.state == DeliveryState.PENDING}
+    outcome.claimed = len(pending)
+    outcome.already_done = len(rows) - len(pending)
+    if len(rows) < len(recipient_ids):
+        log.warning(
+            "%d recipient ids of %s name no recipient",
+            len(recipient_ids) - len(rows),
+            spec.belongs_to,
+        )
+    return pending
+
+
+def _recipient_views(session: Session, recipient_ids: Iterable[int]) -> dict[int, RecipientView]:
+    default_locale = get_settings().default_locale
+    rows = session.execute(
+        sa.select(
+            Recipient.id, Recipient.address, Recipient.name, Recipient.locale, Recipient.time_zone
+        ).where(Recipient.id.in_(list(recipient_ids)), Recipient.state == AccountState.ACTIVE)
+    )
+    return {
+        r.id: RecipientView(r.id, r.address, r.name, r.locale or default_locale, r.time_zone)
+        for r in rows
+        if r.address
+    }
+
+
+def _skip(session: Session, reasons: dict[int, str], outcome: BatchOutcome) -> None:
+    now = utcnow()
+    by_reason = sorted(reasons.items(), key=lambda item: item[1])
+    for reason, group in groupby(by_reason, key=lambda item: item[1]):
+        ids = [delivery_id for delivery_id, _ in group]
+        count = _update_where(
+            session,
+            ids,
+            DeliveryState.PENDING,
+            state=DeliveryState.SKIPPED,
+            skip_reason=reason,
+            finished_at=now,
+        )
+        outcome.skipped[reason] += count
+
+
+def _fail_pending(session: Session, errors: dict[int, str], outcome: BatchOutcome) -> None:
+    now = utcnow()
+    for delivery_id, error in errors.items():
+        outcome.failed += _update_where(
+            session,
+            [delivery_id],
+            DeliveryState.PENDING,
+            state=DeliveryState.FAILED,
+            error=error[:MAX_ERROR_LENGTH],
+            finished_at=now,
+        )
+
+
+def _take_into_flight(session: Session, delivery_ids: list[int]) -> set[int]:
+    """Move pending sends that still pass the gate to ``sending``, atomically; return the ones won."""
+    won: set[int] = set()
+    now = utcnow()
+    for chunk in in_chunks(delivery_ids, gate.GATE_CHUNK):
+        won.update(
+            session.scalars(
+                sa.update(Delivery)
+                .where(
+                    Delivery.id.in_(chunk),
+                    Delivery.state == DeliveryState.PENDING,
+                    gate.allowed_now(Delivery.recipient_id, Delivery.purpose),
+                )
+                .values(state=DeliveryState.SENDING, sending_at=now)
+                .returning(Delivery.id)
+            )
+        )
+    return won
+
+
+def _regate(session: Session, purpose: str, delivery_ids: list[int], outcome: BatchOutcome) -> None:
+    """Sends that could not be taken into flight: refused by the gate just now, or taken by another."""
+    rows = session.execute(
+        sa.select(Delivery.id, Delivery.recipient_id).where(
+            Delivery.id.in_(delivery_ids), Delivery.state == DeliveryState.PENDING
+        )
+    ).all()
+    verdicts = gate.check(session, purpose, [r.recipient_id for r in rows])
+    # A send the gate allows again (consent re-granted within the same instant) stays pending for
+    # the sweep to queue again, rather than being recorded with a reason that no longer holds.
+    reasons = {r.id: verdicts[r.recipient_id] for r in rows}
+    _skip(session, {d: reason for d, reason in reasons.items() if reason}, outcome)
+
+
+def _only(message: OutgoingMessage, delivery_ids: set[int]) -> OutgoingMessage:
+    return replace(message, envelopes=tuple(e for e in message.envelopes if e.delivery_id in delivery_ids))
+
+
+def _record(
+    delivery_ids: list[int],
+    state: DeliveryState,
+    outcome: BatchOutcome,
+    *,
+    provider_id: str | None = None,
+    error: str | None = None,
+) -> None:
+    values: dict[str, Any] = {
+        "state": state,
+        "finished_at": utcnow(),
+        "attempts": Delivery.attempts + 1,
+        "error": error[:MAX_ERROR_LENGTH] if error else None,
+    }
+    if provider_id is not None:
+        values["provider_message_id"] = provider_id
+    with session_scope() as session:
+        count = _update_where(session, delivery_ids, DeliveryState.SENDING, **values)
+    if state == DeliveryState.SENT:
+        outcome.sent += count
+    elif state == DeliveryState.FAILED:
+        outcome.failed += count
+    else:
+        outcome.unknown += count
+
+
+def _release(attempted: list[int], untried: list[int], error: str) -> None:
+    """Back to pending: the provider did not take these; the retried message will send them."""
+    with session_scope() as session:
+        _update_where(
+            session,
+            attempted,
+            DeliveryState.SENDING,
+            state=DeliveryState.PENDING,
+            attempts=Delivery.attempts + 1,
+            error=error[:MAX_ERROR_LENGTH],
+        )
+        rest = [d for d in untried if d not in set(attempted)]
+        _update_where(session, rest, DeliveryState.SENDING, state=DeliveryState.PENDING)
+
+
+def _update_where(session: Session, ids: Sequence[int], from_state: DeliveryState, **values: Any) -> int:
+    count = 0
+    for chunk in in_chunks(list(ids), gate.GATE_CHUNK):
+        result = session.execute(
+            sa.update(Delivery)
+            .where(Delivery.id.in_(chunk), Delivery.state == from_state)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        count += result.rowcount  # type: ignore[attr-defined]
+    return count
+
+
+@dataclass
+class SweepResult:
+    """What a sweep found: sends marked unknown, and batches of stale pending sends to queue again."""
+
+    marked_unknown: int
+    requeue: list[BatchSpec]
+
+
+def sweep(now: dt.datetime | None = None) -> SweepResult:
+    """Settle sends left in flight by a dead process, and find pending sends whose message was lost."""
+    settings = get_settings()
+    now = now or utcnow()
+    with session_scope() as session:
+        marked = session.execute(
+            sa.update(Delivery)
+            .where(
+                Delivery.state == DeliveryState.SENDING,
+                Delivery.sending_at < now - dt.timedelta(seconds=settings.stale_send_seconds),
+            )
+            .values(
+                state=DeliveryState.UNKNOWN,
+                finished_at=now,
+                error="no outcome recorded: the process stopped while the provider call was in flight",
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+        cutoff = now - dt.timedelta(seconds=settings.stale_pending_seconds)
+        rows = session.execute(
+            sa.select(Delivery.kind, Delivery.purpose, Delivery.belongs_to, Delivery.recipient_id)
+            .where(
+                Delivery.state == DeliveryState.PENDING,
+                sa.func.coalesce(Delivery.sending_at, Delivery.created_at) < cutoff,
+            )
+            .order_by(Delivery.kind, Delivery.purpose, Delivery.belongs_to, Delivery.recipient_id)
+        ).all()
+    requeue: list[BatchSpec] = []
+    for (kind, purpose, belongs_to), group in groupby(rows, key=lambda r: (r.kind, r.purpose, r.belongs_to)):
+        requeue.extend(split(kind, purpose, belongs_to, [r.recipient_id for r in group]))
+    if marked:
+        log.warning("marked %d stale in-flight sends unknown", marked)
+    return SweepResult(marked_unknown=marked, requeue=requeue)

@@ -1,0 +1,187 @@
+"""Every kind of e-mail the mailer sends, and how a batch of recipients becomes messages.
+
+A kind is a folder under ``templates/email/`` and a function decorated with ``@email_kind``
+that returns each recipient's template context (or a ``Skip``). "What mail do we send?" is
+answered by ``grep -rn "@email_kind" mailer``. Kinds whose content is written elsewhere (campaigns)
+register a ``Composer`` of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session
+
+from mailer.batch import BatchSpec
+from mailer.config import get_settings
+from mailer.db import utcnow
+from mailer.errors import TemplateProblem
+from mailer.message import Envelope, OutgoingMessage
+from mailer.purposes import get_purpose
+from mailer.rendering import gettext, render
+from mailer.suppression.tokens import preferences_url, unsubscribe_url
+
+
+@dataclass(frozen=True)
+class RecipientView:
+    """What rendering may know of a recipient."""
+
+    id: int
+    address: str
+    name: str | None
+    locale: str
+    time_zone: str
+
+
+@dataclass(frozen=True)
+class Addressed:
+    """A recipient who passed the gate, with the delivery record its message answers to."""
+
+    delivery_id: int
+    recipient: RecipientView
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A recipient the kind has nothing to send to (e.g. ``empty_digest``)."""
+
+    reason: str
+
+
+@dataclass
+class Composition:
+    """A batch turned into messages, with the recipients skipped or failed on the way."""
+
+    messages: list[OutgoingMessage] = field(default_factory=list)
+    skipped: dict[int, str] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)
+
+
+class Composer(Protocol):
+    """Turns the recipients of a batch who passed the gate into messages."""
+
+    def compose(self, session: Session, spec: BatchSpec, addressed: Sequence[Addressed]) -> Composition: ...
+
+
+ContextBuilder = Callable[
+    [Session, BatchSpec, Sequence[RecipientView]], Mapping[int, "dict[str, Any] | Skip"]
+]
+
+_composers: dict[str, Composer] = {}
+
+
+def register(kind: str, composer: Composer) -> None:
+    """Make a kind sendable; a kind is registered once."""
+    if kind in _composers and _composers[kind] is not composer:
+        raise ValueError(f"e-mail kind {kind!r} is registered twice")
+    _composers[kind] = composer
+
+
+def composer_for(kind: str) -> Composer:
+    """The composer of a kind; ValueError names the known ones otherwise."""
+    try:
+        return _composers[kind]
+    except KeyError:
+        raise ValueError(f"unknown e-mail kind {kind!r}; known: {', '.join(sorted(_composers))}") from None
+
+
+def known_kinds() -> list[str]:
+    return sorted(_composers)
+
+
+def email_kind(kind: str) -> Callable[[ContextBuilder], ContextBuilder]:
+    """Declare a kind rendered from ``templates/email/<kind>/``, one message per recipient."""
+
+    def decorate(build: ContextBuilder) -> ContextBuilder:
+        register(kind, TemplateComposer(kind, build))
+        return build
+
+    return decorate
+
+
+def unsubscribe_headers(unsubscribe_link: str) -> dict[str, str]:
+    """RFC 2369 / RFC 8058 headers: the https link (and a mailto when configured), one-click POST."""
+    links = [f"<{unsubscribe_link}>"]
+    mailto = get_settings().unsubscribe_mailto
+    if mailto:
+        links.append(f"<mailto:{mailto}?subject=unsubscribe>")
+    return {
+        "List-Unsubscribe": ", ".join(links),
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+
+def common_context(recipient: RecipientView, purpose: str, unsubscribe_link: str) -> dict[str, Any]:
+    """What every mail template can use, whatever its kind."""
+    settings = get_settings()
+    kind_of_mail = get_purpose(purpose)
+    return {
+        "recipient": recipient,
+        "purpose": purpose,
+        "purpose_label": gettext(recipient.locale, kind_of_mail.label),
+        "marketing": kind_of_mail.marketing,
+        "unsubscribe_url": unsubscribe_link,
+        "preferences_url": preferences_url(recipient.id),
+        "postal_address": settings.postal_address,
+        "base_url": settings.base_url,
+    }
+
+
+class TemplateComposer:
+    """Renders a file-template kind for each recipient in its own locale."""
+
+    def __init__(self, kind: str, build: ContextBuilder) -> None:
+        self.kind = kind
+        self.build = build
+
+    def compose(self, session: Session, spec: BatchSpec, addressed: Sequence[Addressed]) -> Composition:
+        composition = Composition()
+        contexts = self.build(session, spec, [a.recipient for a in addressed])
+        for item in addressed:
+            recipient = item.recipient
+            context = contexts.get(recipient.id)
+            if isinstance(context, Skip):
+                composition.skipped[item.delivery_id] = context.reason
+                continue
+            if context is None:
+                composition.failed[item.delivery_id] = f"{self.kind}: no content built for recipient"
+                continue
+            link = unsubscribe_url(recipient.id, spec.purpose)
+            try:
+                rendered = render(
+                    self.kind,
+                    recipient.locale,
+                    {**common_context(recipient, spec.purpose, link), **context},
+                )
+            except TemplateProblem as problem:
+                composition.failed[item.delivery_id] = f"render_error: {problem}"
+                continue
+            composition.messages.append(
+                OutgoingMessage(
+                    purpose=spec.purpose,
+                    kind=self.kind,
+                    subject=rendered.subject,
+                    text=rendered.text,
+                    html=rendered.html,
+                    envelopes=(
+                        Envelope(
+                            delivery_id=item.delivery_id,
+                            to_address=recipient.address,
+                            to_name=recipient.name,
+                            headers=unsubscribe_headers(link),
+                        ),
+                    ),
+                )
+            )
+        return composition
+
+
+@email_kind("test_message")
+def test_message(
+    session: Session, spec: BatchSpec, recipients: Sequence[RecipientView]
+) -> dict[int, dict[str, Any] | Skip]:
+    """``mailer send-test``: one plain message under a purpose, through the whole pipeline."""
+    now = utcnow()
+    return {r.id: {"sent_at": now} for r in recipients}

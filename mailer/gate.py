@@ -1,0 +1,140 @@
+"""The one gate every send passes at send time: consent granted now, and no suppression entry.
+
+``check`` answers a whole batch with one query and names a skip reason for each refused
+recipient; ``allowed_now`` is the same rule as a SQL predicate, so the statement that takes a
+delivery into flight re-checks it atomically (a withdrawal committed a millisecond earlier wins).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from mailer.addresses import address_hash, normalise_address
+from mailer.db import in_chunks
+from mailer.errors import InvalidAddress
+from mailer.models import AccountState, Consent, Recipient, Suppression
+from mailer.purposes import ALL_PURPOSES, get_purpose
+
+#: Recipients per query; a batch is at most this many, so a batch costs one query.
+GATE_CHUNK = 1000
+
+# Named skip reasons, in the order they win when several apply.
+ERASED = "erased"
+UNKNOWN_RECIPIENT = "unknown_recipient"
+INVALID_ADDRESS = "invalid_address"
+SUPPRESSED = "suppressed"  # recorded as "suppressed:<reason>"
+NO_CONSENT = "no_consent"
+
+
+def suppressed(reason: str) -> str:
+    """The skip reason recorded for a suppression entry's reason."""
+    return f"{SUPPRESSED}:{reason}"
+
+
+def check(session: Session, purpose: str, recipient_ids: Sequence[int]) -> dict[int, str | None]:
+    """For each recipient: None when the purpose may be sent to it now, else the skip reason."""
+    get_purpose(purpose)
+    verdicts: dict[int, str | None] = {rid: UNKNOWN_RECIPIENT for rid in recipient_ids}
+    for chunk in in_chunks(list(dict.fromkeys(recipient_ids)), GATE_CHUNK):
+        rows = session.execute(
+            sa.select(
+                Recipient.id,
+                Recipient.state,
+                Recipient.address,
+                Consent.granted,
+                Suppression.reason,
+            )
+            .select_from(Recipient)
+            .outerjoin(Consent, (Consent.recipient_id == Recipient.id) & (Consent.purpose == purpose))
+            .outerjoin(
+                Suppression,
+                (Suppression.address_hash == Recipient.address_hash)
+                & Suppression.scope.in_((purpose, ALL_PURPOSES)),
+            )
+            .where(Recipient.id.in_(chunk))
+            .order_by(Recipient.id, Suppression.created_at, Suppression.id)
+        )
+        seen: set[int] = set()
+        for row in rows:
+            if row.id in seen:  # a second suppression entry for the same recipient
+                continue
+            seen.add(row.id)
+            verdicts[row.id] = _verdict(row.state, row.address, row.granted, row.reason)
+    return verdicts
+
+
+def _verdict(
+    state: AccountState, address: str | None, granted: bool | None, reason: str | None
+) -> str | None:
+    if state == AccountState.ERASED:
+        return ERASED
+    if not address:
+        return INVALID_ADDRESS
+    if reason is not None:
+        return suppressed(reason)
+    if not granted:
+        return NO_CONSENT
+    return None
+
+
+def check_addresses(session: Session, purpose: str, addresses: Sequence[str]) -> dict[str, str | None]:
+    """The gate for addresses as typed: each maps to its recipient's verdict, or why it can't."""
+    verdicts: dict[str, str | None] = {}
+    by_normal: dict[str, list[str]] = {}
+    for raw in addresses:
+        try:
+            by_normal.setdefault(normalise_address(raw), []).append(raw)
+        except InvalidAddress:
+            verdicts[raw] = INVALID_ADDRESS
+    ids = {
+        str(address): rid
+        for address, rid in session.execute(
+            sa.select(Recipient.address, Recipient.id).where(Recipient.address.in_(list(by_normal)))
+        ).tuples()
+    }
+    per_id = check(session, purpose, list(ids.values()))
+    loose = [a for a in by_normal if a not in ids]
+    loose_reasons = {
+        hashed: reason
+        for hashed, reason in session.execute(
+            sa.select(Suppression.address_hash, Suppression.reason)
+            .where(Suppression.address_hash.in_([address_hash(a) for a in loose]))
+            .where(Suppression.scope.in_((purpose, ALL_PURPOSES)))
+            .order_by(Suppression.created_at.desc())
+        ).tuples()
+    }
+    for normal, raws in by_normal.items():
+        if normal in ids:
+            verdict = per_id[ids[normal]]
+        elif address_hash(normal) in loose_reasons:
+            verdict = suppressed(loose_reasons[address_hash(normal)])
+        else:
+            verdict = UNKNOWN_RECIPIENT
+        for raw in raws:
+            verdicts[raw] = verdict
+    return verdicts
+
+
+def allowed_now(
+    recipient_id: InstrumentedAttribute[int], purpose: InstrumentedAttribute[str]
+) -> sa.ColumnElement[bool]:
+    """The gate as a SQL predicate over a recipient id and purpose column (same rule as check)."""
+    active = sa.exists().where(
+        Recipient.id == recipient_id,
+        Recipient.state == AccountState.ACTIVE,
+        Recipient.address.is_not(None),
+    )
+    consented = sa.exists().where(
+        Consent.recipient_id == recipient_id,
+        Consent.purpose == purpose,
+        Consent.granted.is_(True),
+    )
+    opposed = sa.exists().where(
+        Recipient.id == recipient_id,
+        Suppression.address_hash == Recipient.address_hash,
+        Suppression.scope.in_([purpose, sa.literal(ALL_PURPOSES)]),
+    )
+    return active & consented & ~opposed

@@ -1,0 +1,68 @@
+"""The embedded backend: each message written as an RFC 5322 ``.eml`` file, as SendGrid would get it."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+
+from mailer.config import get_settings
+from mailer.message import Envelope, OutgoingMessage
+
+#: Header carrying what SendGrid would get as custom_args (ids only), for inspection.
+CUSTOM_ARGS_HEADER = "X-Mailer-Custom-Args"
+
+
+class OutboxBackend:
+    """Writes ``<outbox>/delivery-<id>.eml`` for every envelope; never talks to the network."""
+
+    name = "outbox"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def send(self, message: OutgoingMessage) -> str:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        provider_id = f"outbox-{uuid.uuid4().hex}"
+        for envelope in message.envelopes:
+            self._write(self.path_for(envelope.delivery_id), build_eml(message, envelope, provider_id))
+        return provider_id
+
+    def path_for(self, delivery_id: int) -> Path:
+        """Where the .eml of a delivery is written."""
+        return self.directory / f"delivery-{delivery_id}.eml"
+
+    @staticmethod
+    def _write(path: Path, email: EmailMessage) -> None:
+        # Write then rename: a reader never sees half a file.
+        temporary = path.with_suffix(".eml.tmp")
+        temporary.write_bytes(email.as_bytes())
+        os.replace(temporary, path)
+
+
+def substitute(text: str, substitutions: dict[str, str]) -> str:
+    """Replace substitution tags the way SendGrid does (plain string replacement)."""
+    for tag, value in substitutions.items():
+        text = text.replace(tag, value)
+    return text
+
+
+def build_eml(message: OutgoingMessage, envelope: Envelope, provider_id: str) -> EmailMessage:
+    """The RFC 5322 message one envelope receives."""
+    settings = get_settings()
+    email = EmailMessage()
+    email["From"] = Address(settings.from_name, addr_spec=settings.from_email)
+    email["To"] = Address(envelope.to_name or "", addr_spec=envelope.to_address)
+    email["Subject"] = substitute(message.subject, envelope.substitutions)
+    email["Date"] = formatdate(localtime=False, usegmt=True)
+    email["Message-ID"] = make_msgid(idstring=provider_id, domain=settings.from_email.split("@")[1])
+    for name, value in {**message.headers, **envelope.headers}.items():
+        email[name] = value
+    email[CUSTOM_ARGS_HEADER] = json.dumps({"delivery_id": str(envelope.delivery_id)}, separators=(",", ":"))
+    email.set_content(substitute(message.text, envelope.substitutions))
+    email.add_alternative(substitute(message.html, envelope.substitutions), subtype="html")
+    return email

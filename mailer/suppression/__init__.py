@@ -1,0 +1,1 @@
+"""The opposition (suppression) list, unsubscribe tokens, and what they keep out of mail."""

@@ -1,0 +1,75 @@
+"""Signed, purpose-scoped unsubscribe tokens: no expiry, key rotation, nothing personal readable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from itsdangerous import BadData, URLSafeSerializer
+
+from mailer.config import get_settings
+from mailer.errors import BadToken
+from mailer.purposes import PURPOSE_KEYS
+
+#: Salts keep an unsubscribe token from working as a preference token and the other way round.
+UNSUBSCRIBE_SALT = "nouma-mailer.unsubscribe.v1"
+PREFERENCES_SALT = "nouma-mailer.preferences.v1"
+
+#: A purpose travels as its index in PURPOSE_KEYS: shorter links, and new purposes append.
+_PURPOSE_CODES = {key: index for index, key in enumerate(PURPOSE_KEYS)}
+
+
+@dataclass(frozen=True)
+class UnsubscribeClaim:
+    """What a valid unsubscribe token says: this recipient, this purpose."""
+
+    recipient_id: int
+    purpose: str
+
+
+def _serializer(salt: str) -> URLSafeSerializer:
+    # itsdangerous signs with the last key and accepts any of them.
+    keys = list(reversed(get_settings().secret_keys()))
+    return URLSafeSerializer(keys, salt=salt)
+
+
+def unsubscribe_token(recipient_id: int, purpose: str) -> str:
+    """The token for a recipient's unsubscribe link for one purpose."""
+    return str(_serializer(UNSUBSCRIBE_SALT).dumps([recipient_id, _PURPOSE_CODES[purpose]]))
+
+
+def read_unsubscribe_token(token: str) -> UnsubscribeClaim:
+    """The claim a token carries; BadToken if it is forged, altered, truncated or malformed."""
+    try:
+        payload = _serializer(UNSUBSCRIBE_SALT).loads(token)
+        recipient_id, code = payload
+        if not isinstance(recipient_id, int) or not isinstance(code, int):
+            raise ValueError
+        return UnsubscribeClaim(recipient_id, PURPOSE_KEYS[code])
+    except (BadData, ValueError, TypeError, IndexError):
+        raise BadToken("this link is not valid") from None
+
+
+def preferences_token(recipient_id: int) -> str:
+    """The token for a recipient's preference-centre link."""
+    return str(_serializer(PREFERENCES_SALT).dumps(recipient_id))
+
+
+def read_preferences_token(token: str) -> int:
+    """The recipient id a preference token carries; BadToken otherwise."""
+    try:
+        recipient_id = _serializer(PREFERENCES_SALT).loads(token)
+    except BadData:
+        raise BadToken("this link is not valid") from None
+    if not isinstance(recipient_id, int):
+        raise BadToken("this link is not valid")
+    return recipient_id
+
+
+def unsubscribe_url(recipient_id: int, purpose: str) -> str:
+    """The https link a mail carries to stop one purpose (RFC 8058 one-click target)."""
+    return f"{get_settings().base_url}/u/{unsubscribe_token(recipient_id, purpose)}"
+
+
+def preferences_url(recipient_id: int) -> str:
+    """The link to a recipient's preference centre."""
+    return f"{get_settings().base_url}/preferences/{preferences_token(recipient_id)}"
