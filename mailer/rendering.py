@@ -57,33 +57,41 @@ def translations(locale: str) -> Translations:
     return Translations(fp=buffer)
 
 
+def _defined(value: Any) -> Any:
+    # Filters receive Undefined without complaint; make a missing variable fail here too.
+    if isinstance(value, jinja2.Undefined):
+        str(value)
+    return value
+
+
 def _filters(locale: str) -> dict[str, Any]:
     babel_locale = Locale.parse(locale)
     whole_pattern = babel_locale.currency_formats["standard"].pattern.replace(".00", "")
 
     def date(value: dt.date | dt.datetime | None, format: str = "long") -> str:
-        if value is None:
+        if _defined(value) is None:
             return ""
         if isinstance(value, dt.datetime):
             value = value.date()
         return format_date(value, format=format, locale=locale)
 
     def datetime(value: dt.datetime | None, format: str = "medium", tz: str = "Europe/Paris") -> str:
-        if value is None:
+        if _defined(value) is None:
             return ""
         return format_datetime(value, format=format, tzinfo=ZoneInfo(tz), locale=locale)
 
     def money(value: Decimal | float | int | None, currency: str = "EUR") -> str:
-        if value is None:
+        if _defined(value) is None:
             return ""
-        if Decimal(str(value)) == Decimal(str(value)).to_integral_value():
+        amount = Decimal(str(value))
+        if amount == amount.to_integral_value():
             return format_currency(
-                value, currency, format=whole_pattern, currency_digits=False, locale=locale
+                amount, currency, format=whole_pattern, currency_digits=False, locale=locale
             )
-        return format_currency(value, currency, locale=locale)
+        return format_currency(amount, currency, locale=locale)
 
     def number(value: Decimal | float | int | None) -> str:
-        return "" if value is None else format_decimal(value, locale=locale)
+        return "" if _defined(value) is None else format_decimal(Decimal(str(value)), locale=locale)
 
     return {"date": date, "datetime": datetime, "money": money, "number": number}
 
@@ -119,6 +127,9 @@ def render(kind: str, locale: str, context: dict[str, Any]) -> RenderedEmail:
     except jinja2.TemplateError as error:
         where = f" ({error.filename}:{error.lineno})" if isinstance(error, jinja2.TemplateSyntaxError) else ""
         raise TemplateProblem(f"email/{kind}: {error}{where}") from error
+    except Exception as error:
+        # A value of the wrong type reaching a filter: that mail cannot be rendered; say why.
+        raise TemplateProblem(f"email/{kind}: {error!r}") from error
     return RenderedEmail(subject=" ".join(subject.split()), text=text.strip() + "\n", html=html)
 
 

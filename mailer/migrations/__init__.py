@@ -11,6 +11,17 @@ from mailer.config import get_settings
 
 HERE = Path(__file__).parent
 
+#: Every module that declares tables; Alembic and the tests load them all.
+MODEL_MODULES = ("mailer.models",)
+
+
+def load_models() -> None:
+    """Import every model module so the shared metadata holds every table."""
+    import importlib
+
+    for name in MODEL_MODULES:
+        importlib.import_module(name)
+
 
 def alembic_config(url: str | None = None) -> Config:
     """An Alembic configuration for a database URL (the configured one by default)."""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from alembic import context
 
-from mailer import models  # noqa: F401  (registers every table on the metadata)
 from mailer.db import Base, get_engine
+from mailer.migrations import load_models
+
+load_models()
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url")

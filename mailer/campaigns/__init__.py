@@ -1,0 +1,1 @@
+"""Marketing campaigns: NouMa offers and partner offers, their audiences, batches and pacing."""

@@ -1,0 +1,268 @@
+"""The delivery pipeline against the fake SendGrid: claim, gate at send time, send, record."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from mailer import consent
+from mailer.batch import BatchSpec
+from mailer.db import session_scope
+from mailer.delivery import deliver_batch, sweep
+from mailer.emails import Composition, _composers
+from mailer.models import ConsentSource, Delivery, DeliveryState
+from tests.factories import all_deliveries, make_recipients, oppose, withdraw
+from tests.fakes.sendgrid import Hang, RateLimit, Reject
+
+
+def spec(ids: list[int], purpose: str = "tender_alerts", belongs_to: str = "test:pipeline") -> BatchSpec:
+    return BatchSpec("test_message", purpose, belongs_to, tuple(ids))
+
+
+def test_a_batch_is_sent_once_in_one_request_per_message_and_recorded(db, fake_sendgrid):
+    # Given three recipients who consented to tender alerts
+    ids = make_recipients(3)
+
+    # When the batch runs, then runs again (a redelivered message)
+    first = deliver_batch(spec(ids))
+    second = deliver_batch(spec(ids))
+
+    # Then each got exactly one mail, recorded sent with SendGrid's message id
+    assert first.sent == 3 and second.sent == 0 and second.already_done == 3
+    assert sorted(fake_sendgrid.recipients()) == [f"person{i}@example.com" for i in range(3)]
+    records = all_deliveries()
+    assert [d.state for d in records] == [DeliveryState.SENT] * 3
+    ids_by_request = {r.message_id for r in fake_sendgrid.requests}
+    assert {d.provider_message_id for d in records} == ids_by_request
+    assert all(d.attempts == 1 and d.error is None for d in records)
+
+
+def test_custom_args_carry_our_delivery_id_and_nothing_personal(db, fake_sendgrid):
+    ids = make_recipients(2)
+    deliver_batch(spec(ids))
+    records = {str(d.id) for d in all_deliveries()}
+    for request in fake_sendgrid.requests:
+        for p in request.body["personalizations"]:
+            assert set(p["custom_args"]) == {"delivery_id"}
+            assert p["custom_args"]["delivery_id"] in records
+        assert "@" not in str(request.body.get("categories"))
+        assert request.headers["authorization"] == f"Bearer {fake_sendgrid.api_key}"
+
+
+def test_withdrawal_after_enqueue_wins(db, fake_sendgrid):
+    # Given a batch queued for two recipients
+    ids = make_recipients(2)
+    # When one withdraws before the worker gets to it
+    withdraw(ids[0], "tender_alerts")
+    outcome = deliver_batch(spec(ids))
+    # Then only the other is sent; the first is recorded skipped with the reason
+    assert outcome.sent == 1
+    assert fake_sendgrid.recipients() == ["person1@example.com"]
+    by_recipient = {d.recipient_id: d for d in all_deliveries()}
+    assert by_recipient[ids[0]].state == DeliveryState.SKIPPED
+    assert by_recipient[ids[0]].skip_reason == "no_consent"
+
+
+def test_opposition_after_enqueue_wins(db, fake_sendgrid):
+    ids = make_recipients(2)
+    oppose("person1@example.com", scope="tender_alerts")
+    deliver_batch(spec(ids))
+    by_recipient = {d.recipient_id: d for d in all_deliveries()}
+    assert by_recipient[ids[1]].skip_reason == "suppressed:opposition"
+    assert fake_sendgrid.recipients() == ["person0@example.com"]
+
+
+def test_withdrawal_between_gate_and_send_still_wins(db, fake_sendgrid, monkeypatch):
+    # Given a kind whose rendering takes long enough for a withdrawal to land after the gate ran
+    ids = make_recipients(2)
+
+    class WithdrawingComposer:
+        def compose(self, session, batch, addressed):
+            from mailer.emails import composer_for
+
+            # the recipient withdraws while the batch is being rendered (another connection)
+            withdraw(ids[0], "tender_alerts")
+            return composer_for("test_message").compose(session, batch, addressed)
+
+    monkeypatch.setitem(_composers, "test_racing_withdrawal", WithdrawingComposer())
+    outcome = deliver_batch(BatchSpec("test_racing_withdrawal", "tender_alerts", "test:race", tuple(ids)))
+
+    # Then the statement that takes sends into flight re-checked the gate: not sent, recorded
+    assert outcome.sent == 1
+    assert fake_sendgrid.recipients() == ["person1@example.com"]
+    skipped = [d for d in all_deliveries() if d.state == DeliveryState.SKIPPED]
+    assert [(d.recipient_id, d.skip_reason) for d in skipped] == [(ids[0], "no_consent")]
+
+
+def test_a_kind_can_skip_with_a_named_reason(db, fake_sendgrid, monkeypatch):
+    ids = make_recipients(1)
+
+    class Empty:
+        def compose(self, session, batch, addressed):
+            return Composition(skipped={a.delivery_id: "empty_digest" for a in addressed})
+
+    monkeypatch.setitem(_composers, "test_empty", Empty())
+    deliver_batch(BatchSpec("test_empty", "tender_alerts", "test:empty", tuple(ids)))
+    (record,) = all_deliveries()
+    assert (record.state, record.skip_reason) == (DeliveryState.SKIPPED, "empty_digest")
+    assert fake_sendgrid.requests == []
+
+
+def test_unknown_recipient_ids_get_no_record_and_no_error(db, fake_sendgrid):
+    ids = make_recipients(1)
+    outcome = deliver_batch(spec([*ids, 999_999]))
+    assert outcome.sent == 1
+    assert len(all_deliveries()) == 1
+
+
+def test_permanent_refusal_is_recorded_with_sendgrids_text_and_not_retried(db, fake_sendgrid):
+    ids = make_recipients(2)
+    fake_sendgrid.script(Reject(400, "The from address does not match a verified Sender Identity.", "from"))
+    outcome = deliver_batch(spec(ids[:1]))
+    assert not outcome.retry and outcome.failed == 1
+    (record,) = all_deliveries()
+    assert record.state == DeliveryState.FAILED
+    assert record.error == "400: from: The from address does not match a verified Sender Identity."
+    assert len(fake_sendgrid.requests) == 1
+
+
+def test_bad_api_key_fails_with_401_text(db, fake_sendgrid, monkeypatch):
+    from tests.conftest import reset_process_state
+
+    monkeypatch.setenv("SENDGRID_API_KEY", "SG.wrong")
+    reset_process_state()
+    ids = make_recipients(1)
+    outcome = deliver_batch(spec(ids))
+    assert outcome.failed == 1 and not outcome.retry
+    (record,) = all_deliveries()
+    assert record.error.startswith("401: The provided authorization grant is invalid")
+
+
+def test_413_is_permanent(db, fake_sendgrid):
+    ids = make_recipients(1)
+    fake_sendgrid.script(Reject(413, "Payload Too Large"))
+    deliver_batch(spec(ids))
+    (record,) = all_deliveries()
+    assert (record.state, record.error) == (DeliveryState.FAILED, "413: Payload Too Large")
+
+
+def test_429_puts_sends_back_to_pending_with_the_servers_delay(db, fake_sendgrid):
+    ids = make_recipients(2)
+    fake_sendgrid.script(RateLimit(reset_in=2))
+    outcome = deliver_batch(spec(ids))
+    assert outcome.retry and 1000 <= outcome.retry_after_ms <= 4000
+    # One message a recipient here: the first was refused, the second not tried (SendGrid said stop)
+    first, second = all_deliveries()
+    assert (first.state, first.attempts, first.error[:3]) == (DeliveryState.PENDING, 1, "429")
+    assert (second.state, second.attempts, second.error) == (DeliveryState.PENDING, 0, None)
+    assert len(fake_sendgrid.requests) == 1
+    # The retry sends them, once
+    again = deliver_batch(spec(ids))
+    assert again.sent == 2
+    assert sorted(fake_sendgrid.recipients()) == ["person0@example.com", "person1@example.com"]
+    assert [(d.attempts, d.error) for d in all_deliveries()] == [(2, None), (1, None)]
+
+
+def test_5xx_is_retried_then_failed_on_the_last_attempt(db, fake_sendgrid):
+    ids = make_recipients(1)
+    fake_sendgrid.script(Reject(503, "Service Unavailable"), Reject(500, "Internal Server Error"))
+    first = deliver_batch(spec(ids))
+    assert first.retry and first.retry_after_ms is None  # the middleware's backoff applies
+    (record,) = all_deliveries()
+    assert (record.state, record.attempts, record.error) == (
+        DeliveryState.PENDING,
+        1,
+        "503: Service Unavailable",
+    )
+    last = deliver_batch(spec(ids), final_attempt=True)
+    assert not last.retry and last.failed == 1
+    (record,) = all_deliveries()
+    assert (record.state, record.attempts, record.error) == (
+        DeliveryState.FAILED,
+        2,
+        "500: Internal Server Error",
+    )
+
+
+def test_an_unreachable_api_is_transient(db, fake_sendgrid, monkeypatch):
+    from tests.conftest import reset_process_state
+
+    fake_sendgrid.stop()  # nothing listens on its port any more
+    reset_process_state()
+    ids = make_recipients(1)
+    outcome = deliver_batch(spec(ids))
+    assert outcome.retry
+    (record,) = all_deliveries()
+    assert record.state == DeliveryState.PENDING and "unreachable" in record.error
+
+
+def test_a_hang_past_the_timeout_is_unknown_and_never_resent(db, fake_sendgrid):
+    ids = make_recipients(1)
+    fake_sendgrid.script(Hang(seconds=3))
+    outcome = deliver_batch(spec(ids))
+    assert outcome.unknown == 1 and not outcome.retry
+    (record,) = all_deliveries()
+    assert record.state == DeliveryState.UNKNOWN and "no answer from SendGrid" in record.error
+    deliver_batch(spec(ids))
+    assert len(fake_sendgrid.requests) == 1
+
+
+def test_sweep_marks_stale_in_flight_sends_unknown_and_requeues_lost_pending_ones(db):
+    import datetime as dt
+
+    ids = make_recipients(3)
+    with session_scope() as session:
+        now = dt.datetime.now(dt.UTC)
+        for rid, state, at in (
+            (ids[0], DeliveryState.SENDING, now - dt.timedelta(hours=1)),
+            (ids[1], DeliveryState.PENDING, now - dt.timedelta(hours=2)),
+            (ids[2], DeliveryState.SENDING, now),
+        ):
+            session.add(
+                Delivery(
+                    purpose="tender_alerts",
+                    belongs_to="test:sweep",
+                    recipient_id=rid,
+                    kind="test_message",
+                    state=state,
+                    created_at=at,
+                    sending_at=at if state == DeliveryState.SENDING else None,
+                )
+            )
+    result = sweep()
+    assert result.marked_unknown == 1
+    assert [s.recipient_ids for s in result.requeue] == [(ids[1],)]
+    states = {d.recipient_id: d.state for d in all_deliveries()}
+    assert states == {
+        ids[0]: DeliveryState.UNKNOWN,
+        ids[1]: DeliveryState.PENDING,
+        ids[2]: DeliveryState.SENDING,
+    }
+
+
+def test_a_render_error_fails_that_recipient_only(db, fake_sendgrid, monkeypatch):
+    from mailer import emails
+
+    ids = make_recipients(2)
+
+    def broken(session, batch, recipients):
+        return {r.id: ({} if r.id == ids[0] else {"sent_at": None}) for r in recipients}
+
+    monkeypatch.setattr(emails._composers["test_message"], "build", broken)
+    deliver_batch(spec(ids))
+    states = {d.recipient_id: (d.state, d.error or "") for d in all_deliveries()}
+    assert states[ids[0]][0] == DeliveryState.FAILED and "render_error" in states[ids[0]][1]
+    assert "sent_at" in states[ids[0]][1]
+    assert states[ids[1]][0] == DeliveryState.SENT
+
+
+def test_consent_regranted_is_sent_again_under_a_new_intent_only(db, fake_sendgrid):
+    ids = make_recipients(1)
+    deliver_batch(spec(ids, belongs_to="test:a"))
+    withdraw(ids[0], "tender_alerts")
+    with session_scope() as session:
+        consent.grant(session, ids[0], "tender_alerts", consent.Proof(source=ConsentSource.PREFERENCE_CENTRE))
+    deliver_batch(spec(ids, belongs_to="test:a"))
+    deliver_batch(spec(ids, belongs_to="test:b"))
+    assert len(fake_sendgrid.recipients()) == 2
+    with session_scope(readonly=True) as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Delivery)) == 2
