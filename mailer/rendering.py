@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import io
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -130,7 +131,13 @@ def render(kind: str, locale: str, context: dict[str, Any]) -> RenderedEmail:
     except Exception as error:
         # A value of the wrong type reaching a filter: that mail cannot be rendered; say why.
         raise TemplateProblem(f"email/{kind}: {error!r}") from error
-    return RenderedEmail(subject=" ".join(subject.split()), text=text.strip() + "\n", html=html)
+    return RenderedEmail(subject=one_line(subject), text=text.strip() + "\n", html=html)
+
+
+def one_line(text: str) -> str:
+    """A subject on one line. Only ASCII white space folds: French typography's no-break spaces
+    (before a colon, inside « ») are part of the text."""
+    return " ".join(re.split(r"[ \t\r\n\f\v]+", text.strip(" \t\r\n\f\v")))
 
 
 def kinds_on_disk() -> list[str]:
