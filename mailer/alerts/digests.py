@@ -59,7 +59,7 @@ from mailer.errors import InvalidInput, TemplateProblem
 from mailer.message import Envelope, OutgoingMessage
 from mailer.models import Delivery, DeliveryState, Recipient
 from mailer.purposes import N_, TENDER_ALERTS
-from mailer.rendering import environment, gettext
+from mailer.rendering import environment, gettext, one_line
 from mailer.suppression import contacts
 from mailer.suppression.tokens import preferences_url, unsubscribe_url
 
@@ -460,7 +460,7 @@ class DigestComposer:
                 sa.select(Digest.recipient_id, Digest.sections).where(
                     Digest.run_id == run.id, Digest.recipient_id.in_([a.recipient.id for a in addressed])
                 )
-            ).tuples()
+            )
         }
         for item in addressed:
             if item.recipient.id not in digests:
@@ -611,7 +611,7 @@ def _render_digest(
         html = env.get_template(f"email/{DIGEST_KIND}/content.html").render(context)
     except Exception as error:
         raise TemplateProblem(f"email/{DIGEST_KIND}: {error!r}") from error
-    return _Parts(subject=" ".join(subject.split()), text=text.strip(), html=html.strip())
+    return _Parts(subject=one_line(subject), text=text.strip(), html=html.strip())
 
 
 @dataclass
@@ -660,7 +660,7 @@ class _DigestContent:
                 (int(i), str(n))
                 for i, n in session.execute(
                     sa.select(SavedSearch.id, SavedSearch.name).where(SavedSearch.id.in_(chunk))
-                ).tuples()
+                )
             )
         # Checked at send time, like the gate: an opposition recorded after planning still wins.
         hidden = contacts.hidden_tenders(session, list(tenders))

@@ -242,7 +242,7 @@ def import_searches(session: Session, records: Sequence[NumberedSearch]) -> Sear
             sa.select(SavedSearch.external_ref, SavedSearch.recipient_id).where(
                 SavedSearch.external_ref.in_(chunk)
             )
-        ).tuples()
+        )
     }
     problems = [
         (n.line, f"ref {n.record.ref!r} belongs to another recipient")
@@ -303,14 +303,14 @@ def _resolve_recipients(session: Session, records: Sequence[NumberedSearch]) -> 
             (str(a), rid)
             for a, rid in session.execute(
                 sa.select(Recipient.address, Recipient.id).where(Recipient.address.in_(chunk))
-            ).tuples()
+            )
         )
     for chunk in in_chunks(sorted(accounts), IMPORT_CHUNK):
         by_account.update(
             (str(a), rid)
             for a, rid in session.execute(
                 sa.select(Recipient.external_ref, Recipient.id).where(Recipient.external_ref.in_(chunk))
-            ).tuples()
+            )
         )
     found: dict[int, int] = {}
     problems: list[tuple[int, str]] = []

@@ -444,7 +444,7 @@ def import_tenders(
             for row in new:
                 row["received_at"] = row["updated_at"] = now
             inserted = session.execute(sa.insert(Tender).returning(Tender.id, Tender.reference), new)
-            ids.update({str(reference): int(tid) for tid, reference in inserted.tuples()})
+            ids.update({str(reference): int(tid) for tid, reference in inserted})
             result.created += len(new)
         changed: list[int] = []
         for reference, tender in existing.items():

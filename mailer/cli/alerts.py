@@ -157,7 +157,7 @@ def run(frequency: str, as_of: str | None) -> None:
             f"{state.value}" + (f" ({reason})" if reason else "")
             for state, reason in session.execute(
                 sa.select(Delivery.state, Delivery.skip_reason).where(Delivery.belongs_to == plan.belongs_to)
-            ).tuples()
+            )
         )
     if outcomes:
         console.print("outcomes so far: " + ", ".join(f"{n} {what}" for what, n in sorted(outcomes.items())))
