@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -51,7 +52,7 @@ from mailer.alerts.matching import (
 )
 from mailer.alerts.models import Digest, DigestRun, Frequency, Geolocation, SavedSearch, Tender
 from mailer.alerts.places import places
-from mailer.batch import BatchSpec, split
+from mailer.batch import BatchSpec
 from mailer.config import get_settings
 from mailer.db import in_chunks, session_scope, utcnow
 from mailer.emails import Addressed, Composition, RecipientView
@@ -73,6 +74,10 @@ DIGEST_TIME_ZONE = ZoneInfo("Europe/Paris")
 DIGEST_RUN_TIME = dt.time(7, 0)
 #: Recipients whose searches are matched and written per step of the planning.
 PLAN_CHUNK = 5000
+#: Recipients per Dramatiq message. Each digest is rendered on its own, so a batch's memory grows
+#: with its size; at 250 a worker thread holds a few megabytes, and the per-batch queries (gate,
+#: digests, tenders, contacts) are still shared by 250 sends.
+DIGEST_BATCH_SIZE = 250
 #: Rows per bulk statement (SQLite's bound-parameter limit is 32,766).
 WRITE_CHUNK = 5000
 #: Runs whose digests are kept; older digests are deleted when a new run is planned (the
@@ -82,8 +87,9 @@ DIGEST_RETENTION_DAYS = 35
 #: SendGrid caps the substitutions of one personalization at 10,000 bytes (tags and values);
 #: a digest above this margin is sent in a request of its own.
 MAX_SUBSTITUTION_BYTES = 9_500
-#: Digests per SendGrid request: its limit of personalizations, and one batch.
-MAX_DIGESTS_PER_MESSAGE = 1000
+#: Digests per SendGrid request (SendGrid takes up to 1,000): a 200-digest body is ~1 MB, so a
+#: worker thread never holds tens of megabytes of request, and one refusal fails fewer sends.
+MAX_DIGESTS_PER_MESSAGE = 200
 #: Tags the shared content carries; each digest's own parts replace them (SendGrid substitutions).
 SUBJECT_TAG = "[%nouma-digest-subject%]"
 TEXT_TAG = "[%nouma-digest-text%]"
@@ -180,18 +186,20 @@ def plan(frequency: Frequency, as_of: dt.date | None = None) -> RunPlan:
         )
         index_started = time.perf_counter()
         index = TenderIndex(
-            _window_tenders(session, lowest if lowest is not None else high_water, high_water, as_of)
+            window_tenders(session, lowest if lowest is not None else high_water, high_water, as_of)
         )
         stats: dict[str, Any] = {
             "tenders_in_window": len(index),
             "index_seconds": round(time.perf_counter() - index_started, 3),
         }
-        matching = 0.0
+        matching = loading = writing = 0.0
         searches = 0
         last_recipient = 0
         kind_of_send = belongs_to(frequency, window)
         while True:
-            chunk = _search_chunk(session, frequency, last_recipient)
+            load_started = time.perf_counter()
+            chunk = search_chunk(session, frequency, last_recipient)
+            loading += time.perf_counter() - load_started
             if not chunk:
                 break
             last_recipient = chunk[-1].recipient_id
@@ -213,6 +221,7 @@ def plan(frequency: Frequency, as_of: dt.date | None = None) -> RunPlan:
                         }
                     )
             matching += time.perf_counter() - match_started
+            write_started = time.perf_counter()
             for rows in in_chunks(digests, WRITE_CHUNK):
                 session.execute(sa.insert(Digest), rows)
             for ids in in_chunks([s.id for s in chunk], WRITE_CHUNK):
@@ -223,11 +232,14 @@ def plan(frequency: Frequency, as_of: dt.date | None = None) -> RunPlan:
                     .execution_options(synchronize_session=False)
                 )
             _claim_deliveries(session, kind_of_send, list(by_recipient))
+            writing += time.perf_counter() - write_started
             result.recipients += len(by_recipient)
             result.digests += len(digests)
         stats.update(
             searches=searches,
             matching_seconds=round(matching, 3),
+            load_seconds=round(loading, 3),
+            write_seconds=round(writing, 3),
             plan_seconds=round(time.perf_counter() - started, 3),
         )
         result.stats = stats
@@ -275,7 +287,7 @@ def _prune(session: Session, as_of: dt.date) -> None:
     session.execute(sa.delete(Digest).where(Digest.run_id.in_(old_runs)))
 
 
-def _window_tenders(session: Session, lowest: int, high_water: int, as_of: dt.date) -> list[TenderFacts]:
+def window_tenders(session: Session, lowest: int, high_water: int, as_of: dt.date) -> list[TenderFacts]:
     """Tenders above the lowest high-water mark, up to the run's, still open on ``as_of``."""
     rows = session.execute(
         sa.select(
@@ -310,7 +322,7 @@ def _window_tenders(session: Session, lowest: int, high_water: int, as_of: dt.da
     ]
 
 
-def _search_chunk(session: Session, frequency: Frequency, after_recipient: int) -> list[SearchToMatch]:
+def search_chunk(session: Session, frequency: Frequency, after_recipient: int) -> list[SearchToMatch]:
     """The active searches of the next PLAN_CHUNK recipients, in each recipient's order."""
     recipients = list(
         session.scalars(
@@ -413,7 +425,10 @@ def pending_batches(frequency: Frequency, window: str) -> list[BatchSpec]:
                 .order_by(Delivery.recipient_id)
             )
         )
-    return split(DIGEST_KIND, PURPOSE, kind_of_send, ids)
+    return [
+        BatchSpec(DIGEST_KIND, PURPOSE, kind_of_send, tuple(chunk))
+        for chunk in in_chunks(ids, DIGEST_BATCH_SIZE)
+    ]
 
 
 # -- composing the digest mail
@@ -614,6 +629,42 @@ def _render_digest(
     return _Parts(subject=one_line(subject), text=text.strip(), html=html.strip())
 
 
+class _ViewCache:
+    """Tenders as rendered for a locale, shared by the batches a worker process handles.
+
+    A window's tenders appear in every batch: rendering each once per process, not once per
+    batch, halves a batch's work. The key holds what changes the rendering: the tender's last
+    update and whether its contact is hidden (decided per batch, at send time).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[Any, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: Any, view: dict[str, Any]) -> None:
+        with self._lock:
+            self._items[key] = view
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+#: Rendered tenders kept per process: two locales of a 5,000-tender window, about 15 MB.
+TENDER_VIEW_CACHE_SIZE = 10_000
+_TENDER_VIEWS = _ViewCache(TENDER_VIEW_CACHE_SIZE)
+
+
 @dataclass
 class _DigestContent:
     """The tenders and searches a batch's digests show, loaded in a few queries."""
@@ -621,7 +672,6 @@ class _DigestContent:
     tenders: dict[int, Any]
     searches: dict[int, str]
     hidden_contacts: set[int]
-    _views: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, session: Session, all_sections: Any) -> _DigestContent:
@@ -651,6 +701,7 @@ class _DigestContent:
                         Tender.value_cents,
                         Tender.value_currency,
                         Tender.url,
+                        Tender.updated_at,
                     ).where(Tender.id.in_(chunk))
                 )
             )
@@ -668,11 +719,12 @@ class _DigestContent:
 
     def view(self, tender_id: int, locale: str) -> dict[str, Any]:
         """A tender as a digest shows it, formatted for a locale once per batch."""
-        key = (tender_id, locale)
-        cached = self._views.get(key)
+        row = self.tenders[tender_id]
+        hidden = tender_id in self.hidden_contacts
+        key = (tender_id, row.updated_at, locale, hidden)
+        cached = _TENDER_VIEWS.get(key)
         if cached is not None:
             return cached
-        row = self.tenders[tender_id]
         filters = environment(locale).filters
         reference = places()
         where = [reference.department_label(d) for d in row.departments or []] or [
@@ -690,7 +742,7 @@ class _DigestContent:
             row.contact_name or row.contact_email or row.contact_phone
         ):
             contact = {"name": row.contact_name, "email": row.contact_email, "phone": row.contact_phone}
-        view = {
+        fields = {
             "title": row.title,
             "url": row.url,
             "buyer": row.buyer_name,
@@ -700,7 +752,16 @@ class _DigestContent:
             "value": value,
             "contact": contact,
         }
-        self._views[key] = view
+        # The same for every reader of the batch: rendered once here, not once per digest.
+        env = environment(locale)
+        view = {
+            "html": Markup(
+                env.get_template(f"email/{DIGEST_KIND}/_tender.html").render(tender=fields).strip()
+            ),
+            "text": "\n"
+            + env.get_template(f"email/{DIGEST_KIND}/_tender.txt").render(tender=fields).strip("\n"),
+        }
+        _TENDER_VIEWS.put(key, view)
         return view
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from mailer.alerts.text import Query, Term, joined, parse_query
 
 #: Tenders listed per search in one digest; the count says how many more there are.
-MAX_TENDERS_PER_SECTION = 20
+MAX_TENDERS_PER_SECTION = 10
 
 #: Mean Earth radius (km) for the distance of radius searches.
 EARTH_RADIUS_KM = 6371.0
