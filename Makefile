@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint messages bench clean
+.PHONY: demo test lint messages bench bench-digests clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ messages: $(STAMP)
 	  --msgid-bugs-address ServiceClients@nouma.fr -o mailer/locale/messages.pot .
 	$(BIN)/pybabel update -i mailer/locale/messages.pot -d mailer/locale \
 	  --width 100 --ignore-obsolete
+
+## Tender alert digests at scale: 100,000 recipients x 3 searches, 5,000 tenders, PostgreSQL,
+## Redis, 2 worker processes, the fake SendGrid (BENCH_ARGS="--recipients 2000" for a short run).
+bench-digests: $(STAMP)
+	$(BIN)/python -m tests.bench.bench_digests $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
