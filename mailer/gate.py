@@ -93,7 +93,7 @@ def check_addresses(session: Session, purpose: str, addresses: Sequence[str]) ->
         str(address): rid
         for address, rid in session.execute(
             sa.select(Recipient.address, Recipient.id).where(Recipient.address.in_(list(by_normal)))
-        ).tuples()
+        )
     }
     per_id = check(session, purpose, list(ids.values()))
     loose = [a for a in by_normal if a not in ids]
@@ -104,7 +104,7 @@ def check_addresses(session: Session, purpose: str, addresses: Sequence[str]) ->
             .where(Suppression.address_hash.in_([address_hash(a) for a in loose]))
             .where(Suppression.scope.in_((purpose, ALL_PURPOSES)))
             .order_by(Suppression.created_at.desc())
-        ).tuples()
+        )
     }
     for normal, raws in by_normal.items():
         if normal in ids:

@@ -104,7 +104,7 @@ def import_records(
             inserted = session.execute(
                 sa.insert(Recipient).returning(Recipient.id, Recipient.address), new_rows
             )
-            ids.update({str(address): rid for rid, address in inserted.tuples()})
+            ids.update({str(address): rid for rid, address in inserted})
             result.created += len(new_rows)
         for n in chunk:
             current = existing.get(n.record.address)
@@ -129,7 +129,7 @@ def _check_external_refs(session: Session, records: Sequence[NumberedRecord]) ->
     for chunk in in_chunks(list(refs), IMPORT_CHUNK):
         for ref, address in session.execute(
             sa.select(Recipient.external_ref, Recipient.address).where(Recipient.external_ref.in_(chunk))
-        ).tuples():
+        ):
             if ref is not None and address != refs[ref].record.address:
                 raise InvalidInput(
                     f"line {refs[ref].line}: external_ref {ref!r} belongs to another recipient"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import io
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -29,6 +30,8 @@ from mailer.errors import TemplateProblem
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 LOCALE_DIR = Path(__file__).parent / "locale"
+
+_ONE_LINE = re.compile(r"[ \t\r\n]+")
 
 #: The parts every e-mail kind has, by file name.
 PARTS = ("subject.txt", "body.txt", "body.html")
@@ -130,7 +133,8 @@ def render(kind: str, locale: str, context: dict[str, Any]) -> RenderedEmail:
     except Exception as error:
         # A value of the wrong type reaching a filter: that mail cannot be rendered; say why.
         raise TemplateProblem(f"email/{kind}: {error!r}") from error
-    return RenderedEmail(subject=" ".join(subject.split()), text=text.strip() + "\n", html=html)
+    # One line: a subject template's newlines go, its no-break spaces (French typography) stay.
+    return RenderedEmail(subject=_ONE_LINE.sub(" ", subject).strip(), text=text.strip() + "\n", html=html)
 
 
 def kinds_on_disk() -> list[str]:
