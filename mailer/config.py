@@ -139,7 +139,8 @@ def load_settings() -> Settings:
         settings = Settings()
     except ValidationError as error:
         first = error.errors()[0]
-        raise ConfigError(f"{_variable_name(first['loc'])}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{_variable_name(first['loc'])}: {message}") from None
     _check_coherence(settings)
     return settings
 

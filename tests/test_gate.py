@@ -95,7 +95,7 @@ def test_a_thousand_recipients_cost_one_query(db):
     ids = make_recipients(1000, granted=("nouma_offers",))
     entries_to_add = ids[::10]
     with session_scope() as session:
-        for n, rid in enumerate(entries_to_add):
+        for rid in entries_to_add:
             entries.add(
                 session,
                 f"person{ids.index(rid)}@example.com",
