@@ -22,9 +22,13 @@ DELIVERY_MAX_BACKOFF_MS = 600_000
 DELIVERY_TIME_LIMIT_MS = 900_000
 
 
-def _retries_so_far() -> int:
+def _last_attempt() -> bool:
+    """Whether the Retries middleware will not retry this message again."""
     message = CurrentMessage.get_current_message()
-    return int(message.options.get("retries", 0)) if message is not None else 0
+    if message is None:
+        return True
+    limit = message.options.get("max_retries", DELIVERY_MAX_RETRIES)
+    return int(message.options.get("retries", 0)) >= int(limit)
 
 
 @dramatiq.actor(
@@ -37,7 +41,7 @@ def _retries_so_far() -> int:
 def deliver(kind: str, purpose: str, belongs_to: str, recipient_ids: list[int]) -> None:
     """Send one batch: gate at send time, one record per send key, never twice."""
     spec = BatchSpec(kind, purpose, belongs_to, tuple(recipient_ids))
-    final = _retries_so_far() >= DELIVERY_MAX_RETRIES
+    final = _last_attempt()
     try:
         outcome = delivery.deliver_batch(spec, final_attempt=final)
     except Exception as error:
