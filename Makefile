@@ -33,8 +33,8 @@ messages: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg --ignore-dirs ".* __pycache__ var" --no-location \
 	  --sort-output --project "NouMa Mailer" --copyright-holder NouMa \
 	  --msgid-bugs-address ServiceClients@nouma.fr -o mailer/locale/messages.pot .
-	$(BIN)/pybabel update -i mailer/locale/messages.pot -d mailer/locale --no-location \
-	  --width 100 --ignore-obsolete
+	$(BIN)/pybabel update -i mailer/locale/messages.pot -d mailer/locale \
+	  --width 100 --ignore-obsolete --no-fuzzy-matching
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
