@@ -512,24 +512,24 @@ def _advance_deliveries(
                 .execution_options(synchronize_session=False)
             )
             outcome.state_changes += int(result.rowcount)  # type: ignore[attr-defined]
+    # Core statements run once per parameter set (executemany); ORM ones would want primary keys.
+    table = Delivery.__table__
     if latest:
         session.execute(
-            sa.update(Delivery)
+            sa.update(table)
             .where(
-                Delivery.id == sa.bindparam("delivery_id"),
-                sa.or_(Delivery.event_at.is_(None), Delivery.event_at < sa.bindparam("at")),
+                table.c.id == sa.bindparam("delivery_id"),
+                sa.or_(table.c.event_at.is_(None), table.c.event_at < sa.bindparam("at")),
             )
-            .values(event_at=sa.bindparam("at"))
-            .execution_options(synchronize_session=False),
+            .values(event_at=sa.bindparam("at")),
             [{"delivery_id": d, "at": at} for d, at in latest.items()],
         )
     if message_ids:
         # A delivery whose answer was lost (unknown) learns SendGrid's id from its events.
         session.execute(
-            sa.update(Delivery)
-            .where(Delivery.id == sa.bindparam("delivery_id"), Delivery.provider_message_id.is_(None))
-            .values(provider_message_id=sa.bindparam("message_id"))
-            .execution_options(synchronize_session=False),
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("delivery_id"), table.c.provider_message_id.is_(None))
+            .values(provider_message_id=sa.bindparam("message_id")),
             [{"delivery_id": d, "message_id": m} for d, m in message_ids.items()],
         )
 
