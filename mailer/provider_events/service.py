@@ -513,7 +513,12 @@ def _advance_deliveries(
             )
             outcome.state_changes += int(result.rowcount)  # type: ignore[attr-defined]
     # Core statements run once per parameter set (executemany); ORM ones would want primary keys.
-    table = Delivery.__table__
+    table = sa.table(
+        "deliveries",
+        sa.column("id"),
+        sa.column("event_at", Delivery.__table__.c.event_at.type),
+        sa.column("provider_message_id"),
+    )
     if latest:
         session.execute(
             sa.update(table)
