@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 #: Debian's Chromium drives the end-to-end browser test (Playwright never downloads a browser here).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo test lint messages bench clean browser
+.PHONY: demo test lint messages bench clean browser bench-web
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ messages: $(STAMP)
 	  --msgid-bugs-address ServiceClients@nouma.fr -o mailer/locale/messages.pot .
 	$(BIN)/pybabel update -i mailer/locale/messages.pot -d mailer/locale \
 	  --width 100 --ignore-obsolete --no-fuzzy-matching
+
+## Web process: one-click and webhook latency against GET /healthz; applying events against INSERT.
+bench-web: $(STAMP)
+	$(BIN)/python tests/bench/bench_web.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
