@@ -203,3 +203,10 @@ def test_end_to_end_a_signed_batch_reaches_our_records(db, monkeypatch, stub_wor
     assert consents(recipient_id) == {"nouma_offers": False}
     first, second = batches()
     assert first.outcome["consents_withdrawn"] == 1 and second.outcome["duplicates"] == 2
+
+
+def test_the_webhook_batches_table_has_its_migration(db):
+    from mailer import migrations
+
+    # alembic check: the models (webhook_batches included) match the migrated schema
+    migrations.check(db)

@@ -51,6 +51,12 @@ def _proof(request: Request, source: ConsentSource, at: dt.datetime) -> consent.
     )
 
 
+def _path(request: Request, route: str, token: str) -> str:
+    # Paths, not absolute URLs: behind a TLS-terminating proxy the scheme the app sees may be
+    # http, and an http form action on an https page is refused by browsers.
+    return request.url_for(route, token=token).path
+
+
 def _unsubscribe_claim(token: str) -> tokens.UnsubscribeClaim | None:
     try:
         return tokens.read_unsubscribe_token(token)
@@ -113,9 +119,9 @@ def _unsubscribe_context(request: Request, token: str, recipient: Recipient, pur
     return {
         "purpose": purpose,
         "purpose_label": pages.label(recipient.locale, PURPOSES[purpose].label),
-        "confirm_url": str(request.url_for("unsubscribe_confirm", token=token)),
-        "undo_url": str(request.url_for("unsubscribe_undo", token=token)),
-        "preferences_url": str(request.url_for("preferences", token=tokens.preferences_token(recipient.id))),
+        "confirm_url": _path(request, "unsubscribe_confirm", token),
+        "undo_url": _path(request, "unsubscribe_undo", token),
+        "preferences_url": _path(request, "preferences", tokens.preferences_token(recipient.id)),
         "form_token": csrf.form_token(token),
     }
 
@@ -183,7 +189,7 @@ async def unsubscribe_confirm(request: Request) -> Response:
             if recipient is None:
                 return _gone(pages.locale_of(session, claim.recipient_id))
             if not allowed:
-                return _expired(recipient.locale, str(request.url_for("unsubscribe_page", token=token)))
+                return _expired(recipient.locale, _path(request, "unsubscribe_page", token))
             preferences.unsubscribe(session, recipient.id, claim.purpose, proof)
             context = _unsubscribe_context(request, token, recipient, claim.purpose)
             context["can_undo"] = preferences.can_undo(session, recipient.id, claim.purpose)
@@ -209,7 +215,7 @@ async def unsubscribe_undo(request: Request) -> Response:
             if recipient is None:
                 return _gone(pages.locale_of(session, claim.recipient_id))
             if not allowed:
-                return _expired(recipient.locale, str(request.url_for("unsubscribe_page", token=token)))
+                return _expired(recipient.locale, _path(request, "unsubscribe_page", token))
             undone = preferences.undo_unsubscribe(session, recipient.id, claim.purpose, proof)
             context = _unsubscribe_context(request, token, recipient, claim.purpose)
             context["undone"] = undone
@@ -244,8 +250,8 @@ def _preferences_page(
         "choices": choices,
         "stopped_all_since": state.stopped_all_since,
         "partners": ", ".join(state.partner_names),
-        "save_url": str(request.url_for("preferences_save", token=token)),
-        "stop_url": str(request.url_for("preferences_stop", token=token)),
+        "save_url": _path(request, "preferences_save", token),
+        "stop_url": _path(request, "preferences_stop", token),
         "form_token": csrf.form_token(token),
         "status_message": status_message,
     }
@@ -286,7 +292,7 @@ async def preferences_save(request: Request) -> Response:
             if recipient is None:
                 return _gone(pages.locale_of(session, recipient_id))
             if not allowed or form is None:
-                return _expired(recipient.locale, str(request.url_for("preferences", token=token)))
+                return _expired(recipient.locale, _path(request, "preferences", token))
             shown = [p for p in form.get("shown", []) if p in PURPOSE_KEYS]
             granted = set(form.get("granted", []))
             preferences.update(session, recipient, {p: p in granted for p in shown}, proof)
@@ -312,7 +318,7 @@ async def preferences_stop(request: Request) -> Response:
             if recipient is None:
                 return _gone(pages.locale_of(session, recipient_id))
             if not allowed:
-                return _expired(recipient.locale, str(request.url_for("preferences", token=token)))
+                return _expired(recipient.locale, _path(request, "preferences", token))
             preferences.stop_everything(session, recipient, proof)
         return _preferences_page(request, token, recipient, "stopped")
 
