@@ -381,3 +381,14 @@ def test_batches_waiting_too_long_are_found_and_applied_ones_pruned(db):
     assert service.unapplied_batches(now=later) == [waiting]
     assert service.prune_batches(now=later) == 1
     assert service.unapplied_batches(now=later) == [waiting]
+
+
+def test_events_with_nul_and_lone_surrogates_are_stored(db):
+    # Given JSON escapes no database column accepts, in an address and a free-text field
+    body = b'[{"event":"bounce","sg_event_id":"n1","email":"x\\ud800@example.com","reason":"a\\u0000b"}]'
+    batch_id = service.store_batch(body, signed_at=1)
+    # When applied, then the event is kept (cleaned), and nothing crashes
+    assert service.apply_batch(batch_id).events == 1
+    with session_scope(readonly=True) as session:
+        (stored,) = session.scalars(sa.select(DeliveryEvent))
+        assert stored.payload["reason"] == "a\ufffdb"

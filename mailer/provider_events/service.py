@@ -187,8 +187,8 @@ class ApplyOutcome:
 def parse_body(body: str) -> list[ProviderEvent]:
     """The events of a webhook body; ValueError when it is not a JSON array (or object)."""
     try:
-        document = json.loads(body)
-    except json.JSONDecodeError as error:
+        document = _storable(json.loads(body))
+    except (json.JSONDecodeError, RecursionError) as error:
         raise ValueError(f"body is not JSON: {error}") from None
     if isinstance(document, dict):
         document = [document]
@@ -275,12 +275,14 @@ def _text(value: Any, limit: int) -> str | None:
     return None
 
 
-def _safe_json(payload: dict[str, Any]) -> dict[str, Any]:
-    # JSON columns refuse NUL characters on PostgreSQL; anything else JSON parsed is storable.
-    text = json.dumps(payload, ensure_ascii=False, default=str)
-    if "\\u0000" in text:
-        return dict(json.loads(text.replace("\\u0000", "\\ufffd")))
-    return payload
+def _storable(document: Any) -> Any:
+    """The document without what databases refuse: NUL characters and lone UTF-16 surrogates.
+
+    Both can only come from JSON escapes (``\\u0000``, ``\\ud800``); they become U+FFFD / "?".
+    """
+    text = json.dumps(document, ensure_ascii=False)
+    cleaned = text.replace("\\u0000", "\\ufffd").encode("utf-8", errors="replace").decode("utf-8")
+    return document if cleaned == text else json.loads(cleaned)
 
 
 # Storing and applying batches -----------------------------------------------------------------
@@ -456,7 +458,7 @@ def _store(
                 "type": e.kind.value if e.kind != EventKind.UNKNOWN else e.name,
                 "occurred_at": e.occurred_at,
                 "received_at": now,
-                "payload": _safe_json(e.payload),
+                "payload": e.payload,
             }
             for e in chunk
         ]
