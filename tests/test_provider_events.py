@@ -144,6 +144,9 @@ def test_every_sample_event_has_its_effect(db, asm_groups, name, sample):
     # Then the delivery, the suppression list and the consent ledger say what the event means
     assert outcome.events == 1 and outcome.duplicates == 0
     assert delivery_state(delivery_id).value == expected["state"]
+    assert outcome.purposes_hit == (
+        {"nouma_offers"} if expected["state"] in ("bounced", "complained") else set()
+    )
     assert {(scope, reason) for _, scope, reason in suppressions()} == expected["suppressed"]
     assert {h for h, _, _ in suppressions()} <= {hash_of(ADDRESS)}
     assert {p for p, granted in consents(recipient_id).items() if not granted} == expected["withdrawn"]

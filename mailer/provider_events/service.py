@@ -166,6 +166,9 @@ class ApplyOutcome:
     consents_withdrawn: int = 0
     consents_regranted: int = 0
     not_applied: Counter[str] = field(default_factory=Counter)
+    #: Purposes whose deliveries got a new bounce or spam complaint in this batch: what a
+    #: complaint-rate check (mailer/campaigns) looks at after the batch is applied.
+    purposes_hit: set[str] = field(default_factory=set)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -178,6 +181,7 @@ class ApplyOutcome:
             "consents_withdrawn": self.consents_withdrawn,
             "consents_regranted": self.consents_regranted,
             "not_applied": dict(self.not_applied),
+            "purposes_hit": sorted(self.purposes_hit),
         }
 
 
@@ -494,6 +498,8 @@ def _advance_deliveries(
         if event.message_id:
             message_ids.setdefault(row.id, event.message_id.split(".")[0][:120])
         target = EVENT_OUTCOME[event.kind]
+        if target in (_S.BOUNCED, _S.COMPLAINED):
+            outcome.purposes_hit.add(row.purpose)
         if target is not None and (
             row.id not in targets or OUTCOME_ORDER.index(target) > OUTCOME_ORDER.index(targets[row.id])
         ):
