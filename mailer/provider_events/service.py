@@ -105,6 +105,10 @@ EVENT_OUTCOME: dict[EventKind, DeliveryState | None] = {
 _S = DeliveryState
 _FROM_ANY_OUTCOME = frozenset({_S.SENT, _S.DELIVERED, _S.DROPPED, _S.BOUNCED, _S.COMPLAINED})
 
+#: The order TRANSITIONS climbs; an event never moves a delivery down it.
+OUTCOME_ORDER = (_S.SENT, _S.DELIVERED, _S.DROPPED, _S.BOUNCED, _S.COMPLAINED)
+
+
 #: Where a delivery may move on a provider event. Every move goes up one order
 #: (sent < delivered < dropped < bounced < complained), which is what makes the final state the
 #: same whatever order duplicated and late events arrive in.
@@ -475,10 +479,6 @@ def _store(
             )
         )
     return inserted
-
-
-#: The order TRANSITIONS climbs; an event never moves a delivery down it.
-OUTCOME_ORDER = (_S.SENT, _S.DELIVERED, _S.DROPPED, _S.BOUNCED, _S.COMPLAINED)
 
 
 def _advance_deliveries(
