@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import EmailPolicy
@@ -32,12 +33,23 @@ class _MailPolicy(EmailPolicy):
     def fold(self, name: str, value: str) -> str:
         if name.lower() in URL_LIST_HEADERS:
             return self._fold_url_list(name, value)
+        if name.lower() == "subject" and not str(value).isascii():
+            return self._fold_encoded(name, value)
         return super().fold(name, value)
 
     def fold_binary(self, name: str, value: str) -> bytes:
         if name.lower() in URL_LIST_HEADERS:
             return self._fold_url_list(name, value).encode("ascii")
+        if name.lower() == "subject" and not str(value).isascii():
+            return self._fold_encoded(name, value).encode("ascii")
         return super().fold_binary(name, value)
+
+    def _fold_encoded(self, name: str, value: str) -> str:
+        # The default folder drops the space between two encoded-words on some long French
+        # subjects ("d’offres très" read back as "d’offrestrès"); the classic Header encoder
+        # keeps every space inside the encoded text.
+        encoded = Header(str(value), "utf-8", header_name=name).encode(linesep=self.linesep)
+        return f"{name}: {encoded}{self.linesep}"
 
     def _fold_url_list(self, name: str, value: str) -> str:
         items = [item.strip() for item in str(value).split(",")]

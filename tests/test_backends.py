@@ -6,10 +6,12 @@ import json
 from email import message_from_bytes, policy
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailer.config import get_settings
 from mailer.message import Envelope, OutgoingMessage
-from mailer.outbox import OutboxBackend
+from mailer.outbox import OutboxBackend, build_eml
 from mailer.sendgrid import build_payload, retry_after_ms
 from tests.conftest import shared_data
 from tests.fakes.sendgrid import load_validator, violations_of
@@ -118,3 +120,25 @@ def test_outbox_writes_one_eml_per_envelope_with_sendgrid_headers(tmp_path):
         assert parsed.get_body(("plain",)).get_content() == f"Texte pour Person {i}\n"
         assert parsed.get_body(("html",)).get_content().strip() == f"<p>HTML pour Person {i}</p>"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["delivery-1000.eml", "delivery-1001.eml"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    subject=st.lists(
+        st.sampled_from(
+            ["é", "très", "«\u00a0Voirie\u00a0»", "d’offres", "Isère", "à", "x" * 30, "plain", "€"]
+        ),
+        min_size=1,
+        max_size=40,
+    ).map(" ".join)
+)
+def test_any_french_subject_survives_the_outbox(subject):
+    # Python's default header folding once dropped the space between two encoded-words.
+    mail = OutgoingMessage(
+        "tender_alerts", "test_message", subject, "t\n", "<p>h</p>", (Envelope(1, "a@example.com", "Hélène"),)
+    )
+    parsed = message_from_bytes(
+        build_eml(mail, mail.envelopes[0], "outbox-x").as_bytes(), policy=policy.default
+    )
+    assert parsed["Subject"] == subject
+    assert parsed["To"].addresses[0].display_name == "Hélène"
