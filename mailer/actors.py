@@ -9,7 +9,8 @@ from dramatiq.middleware import CurrentMessage
 
 from mailer import delivery, emails  # noqa: F401  (emails registers the kinds)
 from mailer.batch import BatchSpec
-from mailer.broker import DELIVERY_QUEUE, MAINTENANCE_QUEUE, broker  # noqa: F401  (set first)
+from mailer.broker import DELIVERY_QUEUE, MAINTENANCE_QUEUE, PROVIDER_EVENTS_QUEUE, broker  # noqa: F401  (set first)
+from mailer.provider_events import service as provider_events
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +23,13 @@ DELIVERY_MAX_BACKOFF_MS = 600_000
 DELIVERY_TIME_LIMIT_MS = 900_000
 
 
-def _retries_so_far() -> int:
+def _last_attempt() -> bool:
+    """Whether the Retries middleware will not retry this message again."""
     message = CurrentMessage.get_current_message()
-    return int(message.options.get("retries", 0)) if message is not None else 0
+    if message is None:
+        return True
+    limit = message.options.get("max_retries", DELIVERY_MAX_RETRIES)
+    return int(message.options.get("retries", 0)) >= int(limit)
 
 
 @dramatiq.actor(
@@ -37,7 +42,7 @@ def _retries_so_far() -> int:
 def deliver(kind: str, purpose: str, belongs_to: str, recipient_ids: list[int]) -> None:
     """Send one batch: gate at send time, one record per send key, never twice."""
     spec = BatchSpec(kind, purpose, belongs_to, tuple(recipient_ids))
-    final = _retries_so_far() >= DELIVERY_MAX_RETRIES
+    final = _last_attempt()
     try:
         outcome = delivery.deliver_batch(spec, final_attempt=final)
     except Exception as error:
@@ -81,6 +86,58 @@ def enqueue(specs: list[BatchSpec]) -> int:
     for spec in specs:
         deliver.send(*spec.as_message_args())
     return len(specs)
+
+
+# Provider events (the SendGrid webhook) --------------------------------------------------------
+
+#: Applying a batch only fails when the database does: retry for about an hour (10 s doubling to
+#: 10 min). Each event is applied once whatever the number of attempts (deduplicated on its id).
+PROVIDER_EVENTS_MAX_RETRIES = 10
+PROVIDER_EVENTS_MIN_BACKOFF_MS = 10_000
+PROVIDER_EVENTS_MAX_BACKOFF_MS = 600_000
+#: A batch of a few thousand events takes seconds.
+PROVIDER_EVENTS_TIME_LIMIT_MS = 300_000
+
+
+@dramatiq.actor(
+    queue_name=PROVIDER_EVENTS_QUEUE,
+    max_retries=PROVIDER_EVENTS_MAX_RETRIES,
+    min_backoff=PROVIDER_EVENTS_MIN_BACKOFF_MS,
+    max_backoff=PROVIDER_EVENTS_MAX_BACKOFF_MS,
+    time_limit=PROVIDER_EVENTS_TIME_LIMIT_MS,
+)
+def apply_provider_events(batch_id: int) -> None:
+    """Apply one stored webhook batch: the message carries its id, never the events."""
+    outcome = provider_events.apply_batch(batch_id)
+    if outcome is None:
+        log.warning("webhook batch %d not found", batch_id)
+        return
+    log.info(
+        "webhook batch %d: %d events, %d duplicates, %d state changes, %d suppressions, "
+        "%d consents withdrawn, %d re-granted, %d uncorrelated, %d of unknown type",
+        batch_id,
+        outcome.events,
+        outcome.duplicates,
+        outcome.state_changes,
+        outcome.suppressions_added,
+        outcome.consents_withdrawn,
+        outcome.consents_regranted,
+        outcome.uncorrelated,
+        outcome.unknown_types,
+    )
+
+
+@dramatiq.actor(queue_name=MAINTENANCE_QUEUE, max_retries=0)
+def sweep_provider_events() -> None:
+    """Queue again stored batches no worker applied; prune applied ones past their retention.
+
+    Not retried: the next scheduled sweep does the same work.
+    """
+    waiting = provider_events.unapplied_batches()
+    for batch_id in waiting:
+        apply_provider_events.send(batch_id)
+    pruned = provider_events.prune_batches()
+    log.info("provider events sweep: %d batches queued again, %d pruned", len(waiting), pruned)
 
 
 # -- Tender alerts: digest runs and the site's batches ------------------------------------------

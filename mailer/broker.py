@@ -21,6 +21,8 @@ from mailer.config import Settings, get_settings
 DELIVERY_QUEUE = "deliveries"
 #: Sweeps and other upkeep.
 MAINTENANCE_QUEUE = "maintenance"
+#: Provider webhook batches: unsubscribes and complaints must not wait behind a campaign.
+PROVIDER_EVENTS_QUEUE = "provider_events"
 
 #: How long the embedded worker waits for the queues to drain (ms): covers a few 429 retries.
 EMBEDDED_JOIN_TIMEOUT_MS = 600_000

@@ -54,6 +54,15 @@ class Settings(BaseSettings):
     stale_pending_seconds: int = 3600
     #: In-process worker threads of the embedded default.
     embedded_worker_threads: int = 4
+    #: SendGrid's Event Webhook verification key (base64 SubjectPublicKeyInfo, as SendGrid shows it).
+    sendgrid_webhook_public_key: str | None = None
+    #: Webhook posts whose signed timestamp is further than this from now are refused (replays).
+    sendgrid_webhook_max_age_seconds: int = 600
+    #: Version of the partner list the preference centre names; unset, partner offers can only
+    #: be stopped there (consent to them must name the partners).
+    partner_list_version: str | None = None
+    #: The partners named beside that version, comma separated.
+    partners: str = ""
     #: NouMa's page where people manage their saved searches (linked from every digest).
     alerts_url: str = "https://www.nouma.fr/alertes"
     #: Cron lines (Europe/Paris) of the scheduler: daily digests, weekly digests.
@@ -107,6 +116,22 @@ class Settings(BaseSettings):
             raise ValueError("must be an e-mail address")
         return value
 
+    @field_validator("sendgrid_webhook_public_key", "partner_list_version")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value.strip() if value and value.strip() else None
+
+    @field_validator("sendgrid_webhook_max_age_seconds")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("must be a positive number of seconds")
+        return value
+
+    def partner_names(self) -> list[str]:
+        """The partners named in the preference centre, in the configured order."""
+        return [name.strip() for name in self.partners.split(",") if name.strip()]
+
     @property
     def is_embedded(self) -> bool:
         """True for the default set-up: SQLite, in-process broker, outbox."""
@@ -157,7 +182,8 @@ def load_settings() -> Settings:
         settings = Settings()
     except ValidationError as error:
         first = error.errors()[0]
-        raise ConfigError(f"{_variable_name(first['loc'])}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{_variable_name(first['loc'])}: {message}") from None
     _check_coherence(settings)
     return settings
 
@@ -167,6 +193,16 @@ def _check_coherence(settings: Settings) -> None:
         raise ConfigError("SENDGRID_API_KEY: required when MAILER_EMAIL_BACKEND=sendgrid")
     if not settings.is_embedded:
         settings.secret_keys()
+        if not settings.base_url.startswith("https://"):
+            # RFC 8058: the one-click link must be https; mail clients ignore it otherwise.
+            raise ConfigError("MAILER_BASE_URL: must be an https:// URL outside the embedded default")
+    if settings.sendgrid_webhook_public_key is not None:
+        from mailer.provider_events.signature import load_public_key
+
+        try:
+            load_public_key(settings.sendgrid_webhook_public_key)
+        except ValueError as error:
+            raise ConfigError(f"MAILER_SENDGRID_WEBHOOK_PUBLIC_KEY: {error}") from None
     for pair in filter(None, (p.strip() for p in settings.sendgrid_asm_groups.split(","))):
         _, sep, group = pair.partition("=")
         if not sep or not group.strip().isdigit():

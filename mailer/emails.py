@@ -102,15 +102,19 @@ def email_kind(kind: str) -> Callable[[ContextBuilder], ContextBuilder]:
 
 
 def unsubscribe_headers(unsubscribe_link: str) -> dict[str, str]:
-    """RFC 2369 / RFC 8058 headers: the https link (and a mailto when configured), one-click POST."""
+    """RFC 2369 / RFC 8058 headers: the https link (and a mailto when configured), one-click POST.
+
+    RFC 8058 3.1: ``List-Unsubscribe-Post`` is only valid beside an HTTPS URI, so a plain-http
+    link (the embedded default's localhost) gets the RFC 2369 header alone.
+    """
     links = [f"<{unsubscribe_link}>"]
     mailto = get_settings().unsubscribe_mailto
     if mailto:
-        links.append(f"<mailto:{mailto}?subject=unsubscribe>")
-    return {
-        "List-Unsubscribe": ", ".join(links),
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-    }
+        links.append(f"<mailto:{mailto.removeprefix('mailto:')}?subject=unsubscribe>")
+    headers = {"List-Unsubscribe": ", ".join(links)}
+    if unsubscribe_link.startswith("https://"):
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    return headers
 
 
 def common_context(recipient: RecipientView, purpose: str, unsubscribe_link: str) -> dict[str, Any]:

@@ -45,6 +45,10 @@ class BadToken(MailerError):
     """Raised when an unsubscribe token is forged, truncated, altered or for an unknown purpose."""
 
 
+class BadSignature(MailerError):
+    """Raised when a provider webhook post's signature is missing, malformed, stale or wrong."""
+
+
 class SendError(MailerError):
     """Base of the errors a backend raises when a provider call did not succeed."""
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
@@ -15,6 +17,46 @@ from mailer.message import Envelope, OutgoingMessage
 
 #: Header carrying what SendGrid would get as custom_args (ids only), for inspection.
 CUSTOM_ARGS_HEADER = "X-Mailer-Custom-Args"
+
+#: RFC 2369 headers hold <URL> lists: never RFC 2047-encoded (mail clients then find no URL).
+URL_LIST_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post", "list-help", "list-subscribe"})
+
+
+class _MailPolicy(EmailPolicy):
+    """The default policy, except that URL-list headers fold only between their <URL>s.
+
+    The default folding turns a header with a word longer than 78 characters (a long
+    unsubscribe link) into RFC 2047 encoded-words, which no mail client reads as a URL; RFC 5322
+    allows such a line up to 998 characters instead.
+    """
+
+    def fold(self, name: str, value: str) -> str:
+        if name.lower() in URL_LIST_HEADERS:
+            return self._fold_url_list(name, value)
+        if name.lower() == "subject" and not str(value).isascii():
+            return self._fold_encoded(name, value)
+        return super().fold(name, value)
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        if name.lower() in URL_LIST_HEADERS:
+            return self._fold_url_list(name, value).encode("ascii")
+        if name.lower() == "subject" and not str(value).isascii():
+            return self._fold_encoded(name, value).encode("ascii")
+        return super().fold_binary(name, value)
+
+    def _fold_encoded(self, name: str, value: str) -> str:
+        # The default folder drops the space between two encoded-words on some long French
+        # subjects ("d’offres très" read back as "d’offrestrès"); the classic Header encoder
+        # keeps every space inside the encoded text.
+        encoded = Header(str(value), "utf-8", header_name=name).encode(linesep=self.linesep)
+        return f"{name}: {encoded}{self.linesep}"
+
+    def _fold_url_list(self, name: str, value: str) -> str:
+        items = [item.strip() for item in str(value).split(",")]
+        return f"{name}: " + f",{self.linesep} ".join(items) + self.linesep
+
+
+MAIL_POLICY = _MailPolicy()
 
 
 class OutboxBackend:
@@ -54,7 +96,7 @@ def substitute(text: str, substitutions: dict[str, str]) -> str:
 def build_eml(message: OutgoingMessage, envelope: Envelope, provider_id: str) -> EmailMessage:
     """The RFC 5322 message one envelope receives."""
     settings = get_settings()
-    email = EmailMessage()
+    email = EmailMessage(policy=MAIL_POLICY)
     email["From"] = Address(settings.from_name, addr_spec=settings.from_email)
     email["To"] = Address(envelope.to_name or "", addr_spec=envelope.to_address)
     email["Subject"] = substitute(message.subject, envelope.substitutions)

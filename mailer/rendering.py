@@ -31,6 +31,8 @@ from mailer.errors import TemplateProblem
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 LOCALE_DIR = Path(__file__).parent / "locale"
 
+_ONE_LINE = re.compile(r"[ \t\r\n]+")
+
 #: The parts every e-mail kind has, by file name.
 PARTS = ("subject.txt", "body.txt", "body.html")
 
@@ -131,13 +133,8 @@ def render(kind: str, locale: str, context: dict[str, Any]) -> RenderedEmail:
     except Exception as error:
         # A value of the wrong type reaching a filter: that mail cannot be rendered; say why.
         raise TemplateProblem(f"email/{kind}: {error!r}") from error
-    return RenderedEmail(subject=one_line(subject), text=text.strip() + "\n", html=html)
-
-
-def one_line(text: str) -> str:
-    """A subject on one line. Only ASCII white space folds: French typography's no-break spaces
-    (before a colon, inside « ») are part of the text."""
-    return " ".join(re.split(r"[ \t\r\n\f\v]+", text.strip(" \t\r\n\f\v")))
+    # One line: a subject template's newlines go, its no-break spaces (French typography) stay.
+    return RenderedEmail(subject=_ONE_LINE.sub(" ", subject).strip(), text=text.strip() + "\n", html=html)
 
 
 def kinds_on_disk() -> list[str]:

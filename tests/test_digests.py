@@ -237,10 +237,8 @@ def test_a_planning_that_crashes_leaves_nothing_and_the_rerun_announces_everythi
 def test_a_run_that_crashed_while_sending_is_finished_by_a_rerun_with_the_same_digests(
     db, isolated_environment, monkeypatch
 ):
-    import mailer.batch
-
     # Given five readers of the same search, batches of two
-    monkeypatch.setattr(mailer.batch, "MAX_BATCH_SIZE", 2)
+    monkeypatch.setattr(digests, "DIGEST_BATCH_SIZE", 2)
     ids = make_recipients(5)
     for i in range(5):
         add_search(f"person{i}@example.com", name="Isère", departments=["38"])

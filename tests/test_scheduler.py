@@ -115,7 +115,7 @@ def test_a_bad_cron_setting_is_named(monkeypatch, capsys):
     monkeypatch.setenv("MAILER_DAILY_DIGEST_CRON", "every morning")
     reset_process_state()
     assert main(["scheduler", "--dry-run"]) == 1
-    assert "MAILER_DAILY_DIGEST_CRON: Value error, not a cron line" in capsys.readouterr().err
+    assert "MAILER_DAILY_DIGEST_CRON: not a cron line: 'every morning'" in capsys.readouterr().err
 
 
 def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:

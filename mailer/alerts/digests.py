@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict, defaultdict
@@ -60,7 +61,7 @@ from mailer.errors import InvalidInput, TemplateProblem
 from mailer.message import Envelope, OutgoingMessage
 from mailer.models import Delivery, DeliveryState, Recipient
 from mailer.purposes import N_, TENDER_ALERTS
-from mailer.rendering import environment, gettext, one_line
+from mailer.rendering import environment, gettext
 from mailer.suppression import contacts
 from mailer.suppression.tokens import preferences_url, unsubscribe_url
 
@@ -97,6 +98,8 @@ HTML_TAG = "[%nouma-digest-html%]"
 UNSUBSCRIBE_TAG = "[%nouma-unsubscribe%]"
 PREFERENCES_TAG = "[%nouma-preferences%]"
 TAGS = (SUBJECT_TAG, TEXT_TAG, HTML_TAG, UNSUBSCRIBE_TAG, PREFERENCES_TAG)
+#: A subject on one line: its newlines go, French typography's no-break spaces stay.
+_ONE_LINE = re.compile(r"[ \t\r\n]+")
 #: A deadline with its time of day ("26 novembre 2026 à 12:00").
 DEADLINE_AT = N_("%(date)s at %(time)s")
 
@@ -626,7 +629,7 @@ def _render_digest(
         html = env.get_template(f"email/{DIGEST_KIND}/content.html").render(context)
     except Exception as error:
         raise TemplateProblem(f"email/{DIGEST_KIND}: {error!r}") from error
-    return _Parts(subject=one_line(subject), text=text.strip(), html=html.strip())
+    return _Parts(subject=_ONE_LINE.sub(" ", subject).strip(), text=text.strip(), html=html.strip())
 
 
 class _ViewCache:

@@ -14,8 +14,10 @@ from mailer.cli import (  # noqa: F401
     db,
     deliveries,
     demo,
+    events,
     recipients,
     send_test,
+    stats,
     suppress,
 )
 from mailer.cli.base import console_err, mailer
@@ -35,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as error:
         context = error.ctx if isinstance(error, click.UsageError) else None
         hint = f" (see: {context.command_path} --help)" if context is not None else ""
-        console_err.print(f"mailer: error: {error.format_message()}{hint}", markup=False, highlight=False)
+        message = " ".join(error.format_message().split())  # Click folds long choice lists
+        console_err.print(f"mailer: error: {message}{hint}", markup=False, highlight=False)
         return error.exit_code
     except MailerError as error:
         console_err.print(f"mailer: error: {error}", markup=False, highlight=False)

@@ -65,6 +65,21 @@ def read_preferences_token(token: str) -> int:
     return recipient_id
 
 
+def peek_recipient(token: str) -> int | None:
+    """The recipient id a token names, WITHOUT checking its signature; None if none can be read.
+
+    Only for choosing the language of the page that says a link is not valid: nothing else may
+    trust it.
+    """
+    try:
+        _, payload = _serializer(UNSUBSCRIBE_SALT).loads_unsafe(token.split(".")[0] + ".")
+    except Exception:  # any garbage: no language hint, French then
+        return None
+    if isinstance(payload, list) and payload:
+        payload = payload[0]
+    return payload if isinstance(payload, int) and not isinstance(payload, bool) else None
+
+
 def unsubscribe_url(recipient_id: int, purpose: str) -> str:
     """The https link a mail carries to stop one purpose (RFC 8058 one-click target)."""
     return f"{get_settings().base_url}/u/{unsubscribe_token(recipient_id, purpose)}"

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import io
+import itertools
 import json
 import os
 import random
@@ -41,7 +42,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
 TED_NOTICES = SHARED_DATA / "tenders" / "ted_fr_notices.jsonl"
-DEFAULT_POSTGRES = os.environ.get("MAILER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+DEFAULT_POSTGRES = os.environ.get(
+    "MAILER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 DEFAULT_REDIS = os.environ.get("MAILER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 API_KEY = "SG.bench-key"
 #: The window's day: the tenders' deadlines are after it.
@@ -82,7 +85,10 @@ def synthesise_tenders(count: int, rng: random.Random) -> list[Any]:
     from mailer.alerts.places import places
     from mailer.alerts.tenders import TenderRecord, from_ted
 
-    base = [TenderRecord.model_validate(from_ted(json.loads(line))) for line in TED_NOTICES.read_text().splitlines()]
+    base = [
+        TenderRecord.model_validate(from_ted(json.loads(line)))
+        for line in TED_NOTICES.read_text().splitlines()
+    ]
     departments = sorted(places().departments)
     values = [None, None, 40_000, 90_000, 150_000, 400_000, 1_250_000, 3_000_000, 12_000_000]
     tenders = []
@@ -126,7 +132,7 @@ class SearchPool:
         for t in tenders[:758]:
             found = words(t.title)
             counts.update(w for w in set(found) if len(w) > 5)
-            pairs.update(f"{a} {b}" for a, b in zip(found, found[1:], strict=False) if len(a) > 4 and len(b) > 4)
+            pairs.update(f"{a} {b}" for a, b in itertools.pairwise(found) if len(a) > 4 and len(b) > 4)
         cpv = Counter(c[:n] for t in tenders[:758] for c in t.cpv[:1] for n in (2, 3, 4))
         reference = places()
         return cls(
@@ -156,7 +162,9 @@ class SearchPool:
             search["cpv"] = [rng.choice([c for c in self.cpv if len(c) == 4])]
             search["departments"] = rng.sample(self.departments, rng.randint(1, 3))
         elif kind < 0.9:
-            search["keywords"] = f'"{rng.choice(self.phrases)}" {rng.choice(self.words)} -{rng.choice(self.words)}'
+            search["keywords"] = (
+                f'"{rng.choice(self.phrases)}" {rng.choice(self.words)} -{rng.choice(self.words)}'
+            )
             search["departments"] = rng.sample(self.departments, rng.randint(2, 6))
         else:
             search["keywords"] = rng.choice(self.words[150:])
@@ -229,8 +237,19 @@ def populate(url: str, args: argparse.Namespace, rng: random.Random) -> dict[str
             connection,
             "saved_searches",
             [
-                "recipient_id", "external_ref", "name", "position", "frequency", "active", "keywords",
-                "cpv_prefixes", "departments", "regions", "min_value", "created_at", "updated_at",
+                "recipient_id",
+                "external_ref",
+                "name",
+                "position",
+                "frequency",
+                "active",
+                "keywords",
+                "cpv_prefixes",
+                "departments",
+                "regions",
+                "min_value",
+                "created_at",
+                "updated_at",
             ],
             (
                 (
@@ -281,7 +300,9 @@ def naive_baseline(url: str, sample: int, rng: random.Random, as_of: dt.date) ->
         last = session.scalar(sa.select(sa.func.max(SavedSearch.recipient_id))) or 0
         searches = []
         while len(searches) < sample:
-            searches.extend(digests.search_chunk(session, Frequency.DAILY, rng.randint(0, max(last - 1, 0)))[:3])
+            searches.extend(
+                digests.search_chunk(session, Frequency.DAILY, rng.randint(0, max(last - 1, 0)))[:3]
+            )
         searches = searches[:sample]
     started = time.perf_counter()
     tenders.sort(key=lambda t: t.id)
@@ -331,10 +352,14 @@ def wait_for_line(path: Path, text: str, count: int, timeout: float) -> None:
         if path.exists() and path.read_text(errors="replace").count(text) >= count:
             return
         time.sleep(0.1)
-    raise RuntimeError(f"timed out waiting for {text!r} in {path}:\n{path.read_text(errors='replace')[-3000:]}")
+    raise RuntimeError(
+        f"timed out waiting for {text!r} in {path}:\n{path.read_text(errors='replace')[-3000:]}"
+    )
 
 
-def end_to_end(url: str, env: dict[str, str], args: argparse.Namespace, planned: Any, workdir: Path) -> dict[str, Any]:
+def end_to_end(
+    url: str, env: dict[str, str], args: argparse.Namespace, planned: Any, workdir: Path
+) -> dict[str, Any]:
     import httpx
     import sqlalchemy as sa
 
@@ -347,7 +372,16 @@ def end_to_end(url: str, env: dict[str, str], args: argparse.Namespace, planned:
     fake_log = workdir / "fake_sendgrid.log"
     worker_log = workdir / "worker.log"
     fake = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.sendgrid", "--no-validate", "--port", str(port), "--api-key", API_KEY],
+        [
+            sys.executable,
+            "-m",
+            "tests.fakes.sendgrid",
+            "--no-validate",
+            "--port",
+            str(port),
+            "--api-key",
+            API_KEY,
+        ],
         cwd=REPO,
         stdout=fake_log.open("w"),
         stderr=subprocess.STDOUT,
@@ -356,8 +390,14 @@ def end_to_end(url: str, env: dict[str, str], args: argparse.Namespace, planned:
     dramatiq = Path(sys.executable).with_name("dramatiq")
     worker = subprocess.Popen(
         [
-            str(dramatiq), "worker", "--processes", str(args.processes), "--threads", str(args.threads),
-            "--queues", "deliveries",
+            str(dramatiq),
+            "worker",
+            "--processes",
+            str(args.processes),
+            "--threads",
+            str(args.threads),
+            "--queues",
+            "deliveries",
         ],
         cwd=REPO,
         env=worker_env,
@@ -379,14 +419,17 @@ def end_to_end(url: str, env: dict[str, str], args: argparse.Namespace, planned:
         while settled < total and time.monotonic() < deadline:
             time.sleep(0.25)
             with session_scope(url, readonly=True) as session:
-                settled = session.scalar(
-                    sa.select(sa.func.count())
-                    .select_from(Delivery)
-                    .where(
-                        Delivery.belongs_to == planned.belongs_to,
-                        Delivery.state.not_in([DeliveryState.PENDING, DeliveryState.SENDING]),
+                settled = (
+                    session.scalar(
+                        sa.select(sa.func.count())
+                        .select_from(Delivery)
+                        .where(
+                            Delivery.belongs_to == planned.belongs_to,
+                            Delivery.state.not_in([DeliveryState.PENDING, DeliveryState.SENDING]),
+                        )
                     )
-                ) or 0
+                    or 0
+                )
         elapsed = time.perf_counter() - started
         watch.stop.set()
         with session_scope(url, readonly=True) as session:
@@ -497,21 +540,39 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def report(f: dict[str, Any]) -> None:
     out = io.StringIO()
-    print(f"recipients {f['recipients']:,}, searches {f['searches']:,}, tenders in the window {f['tenders_in_window']:,}",
-          file=out)
-    print(f"load average at start {f['load_average_at_start']}, at end {f.get('load_average_at_end')}", file=out)
-    print(f"data: recipients {f['recipients_seconds']:.1f} s, searches {f['searches_seconds']:.1f} s, "
-          f"tenders {f['tenders_seconds']:.1f} s", file=out)
-    print(f"matching: index {f['index_seconds']:.2f} s + {f['searches']:,} searches {f['matching_seconds']:.2f} s "
-          f"= {f['matching_seconds_total']:.2f} s (target < 10 s); whole planning with writes "
-          f"{f['plan_seconds']:.1f} s; {f['digests_planned']:,} digests", file=out)
-    print(f"naive users x tenders loop: {f['naive_per_search_ms']:.2f} ms a search on a sample of "
-          f"{f['naive_sample_searches']} -> {f['naive_extrapolated_seconds']:.0f} s for all; "
-          f"index x{f['index_speedup']:.0f} faster; same tenders on the sample: {f['sample_agrees']}", file=out)
-    print(f"end to end: {f['settled_sends']:,}/{f['queued_sends']:,} sends settled in {f['send_seconds']:.1f} s "
-          f"-> {f['digests_per_second']:.0f} digests sent/s (target >= 1,000); outcomes {f['outcomes']}", file=out)
-    print(f"fake SendGrid: {f['sendgrid_requests']:,} requests, {f['sendgrid_personalizations']:,} personalizations",
-          file=out)
+    print(
+        f"recipients {f['recipients']:,}, searches {f['searches']:,}, tenders in the window {f['tenders_in_window']:,}",
+        file=out,
+    )
+    print(
+        f"load average at start {f['load_average_at_start']}, at end {f.get('load_average_at_end')}", file=out
+    )
+    print(
+        f"data: recipients {f['recipients_seconds']:.1f} s, searches {f['searches_seconds']:.1f} s, "
+        f"tenders {f['tenders_seconds']:.1f} s",
+        file=out,
+    )
+    print(
+        f"matching: index {f['index_seconds']:.2f} s + {f['searches']:,} searches {f['matching_seconds']:.2f} s "
+        f"= {f['matching_seconds_total']:.2f} s (target < 10 s); whole planning with writes "
+        f"{f['plan_seconds']:.1f} s; {f['digests_planned']:,} digests",
+        file=out,
+    )
+    print(
+        f"naive users x tenders loop: {f['naive_per_search_ms']:.2f} ms a search on a sample of "
+        f"{f['naive_sample_searches']} -> {f['naive_extrapolated_seconds']:.0f} s for all; "
+        f"index x{f['index_speedup']:.0f} faster; same tenders on the sample: {f['sample_agrees']}",
+        file=out,
+    )
+    print(
+        f"end to end: {f['settled_sends']:,}/{f['queued_sends']:,} sends settled in {f['send_seconds']:.1f} s "
+        f"-> {f['digests_per_second']:.0f} digests sent/s (target >= 1,000); outcomes {f['outcomes']}",
+        file=out,
+    )
+    print(
+        f"fake SendGrid: {f['sendgrid_requests']:,} requests, {f['sendgrid_personalizations']:,} personalizations",
+        file=out,
+    )
     print(f"peak memory per worker process (MB): {f['worker_peak_rss_mb']} (target < 200)", file=out)
     print(out.getvalue(), end="")
 

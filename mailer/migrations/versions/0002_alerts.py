@@ -1,7 +1,7 @@
 """tender alerts: tenders and their contact keys, saved searches, geolocation consent, digest runs
 
 Revision ID: 0002_alerts
-Revises: 0001
+Revises: 0004_web
 Create Date: 2026-11-26 09:31:10.404720
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 import mailer.db
 
 revision = "0002_alerts"
-down_revision = "0001"
+down_revision = "0004_web"
 branch_labels = None
 depends_on = None
 
