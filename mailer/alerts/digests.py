@@ -24,6 +24,7 @@ Sending goes through the delivery pipeline: gate at send time, then ``DigestComp
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import re
 import threading
@@ -227,10 +228,11 @@ def plan(frequency: Frequency, as_of: dt.date | None = None) -> RunPlan:
             write_started = time.perf_counter()
             for rows in in_chunks(digests, WRITE_CHUNK):
                 session.execute(sa.insert(Digest), rows)
+            dialect = session.get_bind().dialect.name
             for ids in in_chunks([s.id for s in chunk], WRITE_CHUNK):
                 session.execute(
                     sa.update(SavedSearch)
-                    .where(SavedSearch.id.in_(ids))
+                    .where(_ids_in(SavedSearch.id, ids, dialect))
                     .values(announced_up_to=high_water)
                     .execution_options(synchronize_session=False)
                 )
@@ -347,9 +349,10 @@ def search_chunk(session: Session, frequency: Frequency, after_recipient: int) -
             SavedSearch.id,
             SavedSearch.recipient_id,
             SavedSearch.keywords,
-            SavedSearch.cpv_prefixes,
-            SavedSearch.departments,
-            SavedSearch.regions,
+            # As text: most searches repeat a few lists ("[\"38\"]"), parsed once each below.
+            sa.cast(SavedSearch.cpv_prefixes, sa.Text),
+            sa.cast(SavedSearch.departments, sa.Text),
+            sa.cast(SavedSearch.regions, sa.Text),
             SavedSearch.min_value,
             SavedSearch.max_value,
             SavedSearch.radius_km,
@@ -373,22 +376,42 @@ def search_chunk(session: Session, frequency: Frequency, after_recipient: int) -
         .order_by(SavedSearch.recipient_id, SavedSearch.position, SavedSearch.id)
     )
     # Equal criteria become one object: the index computes each distinct search once.
-    interned: dict[Criteria, Criteria] = {}
+    interned: dict[tuple[Any, ...], Criteria] = {}
+    lists: dict[str | None, tuple[str, ...]] = {}
     found = []
-    for r in rows:
-        criteria = Criteria(
-            keywords=r.keywords or "",
-            cpv_prefixes=tuple(r.cpv_prefixes or ()),
-            departments=tuple(r.departments or ()),
-            regions=tuple(r.regions or ()),
-            min_value=r.min_value,
-            max_value=r.max_value,
-            wants_radius=r.radius_km is not None,
-            near=Near(r.latitude, r.longitude, r.radius_km) if r.latitude is not None else None,
-        )
-        criteria = interned.setdefault(criteria, criteria)
-        found.append(SearchToMatch(r.id, r.recipient_id, criteria, r.announced_up_to))
+    for search_id, recipient_id, *given, high_water in (
+        (r[0], r[1], *r[2:9], r[10], r[11], r[9]) for r in rows
+    ):
+        key = tuple(given)
+        criteria = interned.get(key)
+        if criteria is None:
+            keywords, cpv, departments, regions, minimum, maximum, radius, latitude, longitude = given
+            criteria = interned[key] = Criteria(
+                keywords=keywords or "",
+                cpv_prefixes=_json_list(lists, cpv),
+                departments=_json_list(lists, departments),
+                regions=_json_list(lists, regions),
+                min_value=minimum,
+                max_value=maximum,
+                wants_radius=radius is not None,
+                near=Near(latitude, longitude, radius) if latitude is not None else None,
+            )
+        found.append(SearchToMatch(search_id, recipient_id, criteria, high_water))
     return found
+
+
+def _json_list(parsed: dict[str | None, tuple[str, ...]], text: str | None) -> tuple[str, ...]:
+    found = parsed.get(text)
+    if found is None:
+        found = parsed[text] = tuple(json.loads(text)) if text else ()
+    return found
+
+
+def _ids_in(column: Any, ids: list[int], dialect: str) -> sa.ColumnElement[bool]:
+    """``column IN ids`` as one array parameter on PostgreSQL (thousands of ids bind as one)."""
+    if dialect == "postgresql":
+        return column == sa.any_(sa.bindparam("ids", ids, type_=postgresql.ARRAY(sa.BigInteger)))
+    return column.in_(ids)
 
 
 def _claim_deliveries(session: Session, kind_of_send: str, recipient_ids: list[int]) -> None:
@@ -403,7 +426,7 @@ def _claim_deliveries(session: Session, kind_of_send: str, recipient_ids: list[i
             sa.literal(DeliveryState.PENDING.value),
             sa.literal(0),
             sa.literal(now, type_=Delivery.__table__.c.created_at.type),
-        ).where(Recipient.id.in_(ids))
+        ).where(_ids_in(Recipient.id, ids, session.get_bind().dialect.name))
         session.execute(
             _insert(session)(Delivery)
             .from_select(

@@ -136,6 +136,7 @@ class TenderIndex:
     _criteria: dict[Criteria, int] = field(init=False, default_factory=dict)
     _terms: dict[Term, int] = field(init=False, default_factory=dict)
     _values: dict[tuple[int | None, int | None], int] = field(init=False, default_factory=dict)
+    _above: dict[int, int] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.tenders = sorted(self.tenders, key=lambda t: t.id)
@@ -156,10 +157,15 @@ class TenderIndex:
         return len(self.tenders)
 
     def above(self, high_water: int | None) -> int:
-        """The tenders with an id above a high-water mark."""
+        """The tenders with an id above a high-water mark (most searches share one: cached)."""
         if high_water is None:
             return self.everything
-        return self.everything & ~((1 << bisect.bisect_right(self.ids, high_water)) - 1)
+        cached = self._above.get(high_water)
+        if cached is None:
+            cached = self._above[high_water] = self.everything & ~(
+                (1 << bisect.bisect_right(self.ids, high_water)) - 1
+            )
+        return cached
 
     def match(self, criteria: Criteria, high_water: int | None = None) -> list[int]:
         """Ids of the tenders above ``high_water`` that the criteria match, in id order."""
