@@ -155,3 +155,29 @@ def test_the_sites_batches_are_imported_by_file_name_only(db, reader, tmp_path, 
     ]
     assert list(searches()) == ["s-1"]
     assert len(stub_worker.dead_letters) == 1
+
+
+def test_erasing_a_recipient_removes_their_searches_and_location(db, reader, isolated_environment):
+    # Given Marie's search with her location, and a window planned for it
+    geolocation = {"lat": 45.19, "lon": 5.72, "consent": True}
+    add_search("marie@example.com", name="Autour de moi", radius_km=30, geolocation=geolocation)
+    add_tenders(tender(title="Près de chez moi", location={"lat": 45.25, "lon": 5.83}))
+    from tests.alert_factories import plan
+
+    planned = plan()
+
+    # When she asks for erasure before the digest goes out
+    assert main(["recipients", "erase", "marie@example.com", "--yes"]) == 0
+    from mailer.alerts import digests
+    from mailer.delivery import deliver_batch
+
+    for spec in digests.pending_batches(planned.frequency, planned.window):
+        deliver_batch(spec)
+
+    # Then her searches and location are gone, and nothing was sent
+    assert searches() == {}
+    with session_scope(readonly=True) as session:
+        assert session.scalars(sa.select(Geolocation)).all() == []
+    from tests.factories import all_deliveries
+
+    assert [(d.state.value, d.skip_reason) for d in all_deliveries()] == [("skipped", "erased")]
