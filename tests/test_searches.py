@@ -181,3 +181,24 @@ def test_erasing_a_recipient_removes_their_searches_and_location(db, reader, iso
     from tests.factories import all_deliveries
 
     assert [(d.state.value, d.skip_reason) for d in all_deliveries()] == [("skipped", "erased")]
+
+
+def test_an_access_request_shows_saved_searches_location_and_tenders_naming_the_address(db, reader, capsys):
+    add_search(
+        "marie@example.com",
+        ref="s-9",
+        name="Voirie",
+        keywords="voirie",
+        geolocation={"lat": 45.19, "lon": 5.72, "consent": True, "source": "preference_centre"},
+    )
+    add_tenders(tender(title="Voirie", contact={"name": "Marie", "email": "marie@example.com"}))
+
+    assert main(["audit", "show", "marie@example.com", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+
+    assert [(s["external_ref"], s["name"], s["keywords"]) for s in found["saved_searches"]] == [
+        ("s-9", "Voirie", "voirie")
+    ]
+    assert found["geolocation"]["consent_granted"] is True
+    assert found["geolocation"]["consent_source"] == "preference_centre"
+    assert len(found["tender_contact_of"]) == 1 and found["tender_contact_of"][0].startswith("test:")
