@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 #: Debian's Chromium drives the end-to-end browser test (Playwright never downloads a browser here).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo test lint messages bench clean browser bench-web
+.PHONY: demo test lint messages bench clean browser bench-web bench-digests
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ messages: $(STAMP)
 ## Web process: one-click and webhook latency against GET /healthz; applying events against INSERT.
 bench-web: $(STAMP)
 	$(BIN)/python tests/bench/bench_web.py
+
+## Tender alert digests at scale: 100,000 recipients x 3 searches, 5,000 tenders, PostgreSQL,
+## Redis, 2 worker processes, the fake SendGrid (BENCH_ARGS="--recipients 2000" for a short run).
+bench-digests: $(STAMP)
+	$(BIN)/python -m tests.bench.bench_digests $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

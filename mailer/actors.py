@@ -138,3 +138,60 @@ def sweep_provider_events() -> None:
         apply_provider_events.send(batch_id)
     pruned = provider_events.prune_batches()
     log.info("provider events sweep: %d batches queued again, %d pruned", len(waiting), pruned)
+
+
+# -- Tender alerts: digest runs and the site's batches ------------------------------------------
+
+from mailer.alerts import digests as alert_digests  # noqa: E402  (registers the tender_digest kind)
+from mailer.alerts import inbox as alert_inbox  # noqa: E402
+from mailer.errors import MailerError  # noqa: E402
+
+#: Planning a window is one transaction: a failure (database restart) leaves nothing behind, so a
+#: retry starts over; five retries with backoff from 30 s ride out a few minutes of trouble.
+DIGEST_RUN_MAX_RETRIES = 5
+DIGEST_RUN_MIN_BACKOFF_MS = 30_000
+#: Planning 300,000 searches takes tens of seconds; past this something is stuck.
+DIGEST_RUN_TIME_LIMIT_MS = 1_800_000
+
+
+@dramatiq.actor(
+    queue_name=MAINTENANCE_QUEUE,
+    max_retries=DIGEST_RUN_MAX_RETRIES,
+    min_backoff=DIGEST_RUN_MIN_BACKOFF_MS,
+    time_limit=DIGEST_RUN_TIME_LIMIT_MS,
+)
+def run_digest(frequency: str, as_of: str) -> None:
+    """Plan a digest window once and queue its batches; a window already planned is left alone.
+
+    Two schedulers, or a redelivered message, plan nothing twice: the run row is unique per
+    window. If the process that planned it died before queueing every batch, the sweep queues
+    the pending sends again (and ``mailer digest run`` does at once).
+    """
+    import datetime as dt
+
+    planned = alert_digests.plan(alert_digests.parse_frequency(frequency), dt.date.fromisoformat(as_of))
+    if not planned.planned_now:
+        log.info("digest window %s already planned; nothing queued", planned.belongs_to)
+        return
+    queued = enqueue(alert_digests.pending_batches(planned.frequency, planned.window))
+    log.info("digest window %s: %d batches queued", planned.belongs_to, queued)
+
+
+#: A batch file that does not parse never will: no retry, the error is logged and the file kept.
+@dramatiq.actor(queue_name=MAINTENANCE_QUEUE, max_retries=3, throws=(MailerError,))
+def import_tender_batch(file_name: str) -> None:
+    """Import a JSON Lines file of tenders the site dropped in MAILER_IMPORT_DIR (a name, no data)."""
+    result = alert_inbox.import_tender_batch(file_name)
+    log.info(
+        "tender batch: %d created, %d updated, %d unchanged", result.created, result.updated, result.unchanged
+    )
+
+
+#: Same policy as tender batches.
+@dramatiq.actor(queue_name=MAINTENANCE_QUEUE, max_retries=3, throws=(MailerError,))
+def import_search_batch(file_name: str) -> None:
+    """Import a JSON Lines file of saved searches the site dropped in MAILER_IMPORT_DIR."""
+    result = alert_inbox.import_search_batch(file_name)
+    log.info(
+        "search batch: %d created, %d updated, %d unchanged", result.created, result.updated, result.unchanged
+    )

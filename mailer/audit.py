@@ -24,6 +24,11 @@ class AuditReport:
     consent_events: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     suppressions: list[dict[str, Any]] = field(default_factory=list)
+    #: Tender alerts: the recipient's saved searches and stored location (with its consent).
+    saved_searches: list[dict[str, Any]] = field(default_factory=list)
+    geolocation: dict[str, Any] | None = None
+    #: Tenders naming this address as their buyer's contact (policy article 5).
+    tender_contact_of: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
@@ -43,8 +48,44 @@ def report(session: Session, address: str) -> AuditReport:
         _row(e, "scope", "reason", "source", "note", "created_by", "created_at")
         for e in entries.entries_for_hashes(session, [hashed])
     ]
+    from mailer.alerts.models import Geolocation, SavedSearch, Tender
+
+    result.tender_contact_of = list(
+        session.scalars(sa.select(Tender.reference).where(Tender.contact_email == normal).order_by(Tender.id))
+    )
     if recipient is None:
         return result
+    result.saved_searches = [
+        _row(
+            s,
+            "external_ref",
+            "name",
+            "frequency",
+            "active",
+            "keywords",
+            "cpv_prefixes",
+            "departments",
+            "regions",
+            "min_value",
+            "max_value",
+            "radius_km",
+            "created_at",
+        )
+        for s in session.scalars(
+            sa.select(SavedSearch).where(SavedSearch.recipient_id == recipient.id).order_by(SavedSearch.id)
+        )
+    ]
+    location = session.get(Geolocation, recipient.id)
+    if location is not None:
+        result.geolocation = _row(
+            location,
+            "latitude",
+            "longitude",
+            "consent_granted",
+            "consent_at",
+            "consent_source",
+            "wording_version",
+        )
     result.recipient = _row(
         recipient,
         "id",

@@ -63,9 +63,14 @@ def embedded_worker(threads: int | None = None) -> Iterator[dramatiq.Worker | No
     worker.start()
     try:
         yield worker
-        for queue_name in list(broker.queues):
-            if not queue_name.endswith(".DQ"):
+        # Work may queue more work (a digest run queues its batches): join again until one pass
+        # finds every queue empty.
+        while True:
+            names = [name for name in list(broker.queues) if not name.endswith(".DQ")]
+            for queue_name in names:
                 broker.join(queue_name, timeout=EMBEDDED_JOIN_TIMEOUT_MS)
+            if all(broker.queues[name].unfinished_tasks == 0 for name in names):
+                break
         worker.join()
     finally:
         worker.stop()

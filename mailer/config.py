@@ -63,6 +63,15 @@ class Settings(BaseSettings):
     partner_list_version: str | None = None
     #: The partners named beside that version, comma separated.
     partners: str = ""
+    #: NouMa's page where people manage their saved searches (linked from every digest).
+    alerts_url: str = "https://www.nouma.fr/alertes"
+    #: Cron lines (Europe/Paris) of the scheduler: daily digests, weekly digests.
+    daily_digest_cron: str = "0 7 * * *"
+    weekly_digest_cron: str = "0 7 * * mon"
+    #: Minutes between two sweeps of stuck deliveries queued by the scheduler.
+    sweep_every_minutes: int = Field(default=5, ge=1, le=1440)
+    #: Where NouMa's site drops tender and saved-search batches for the import actors.
+    import_dir: Path = DEFAULT_VAR_DIR / "import"
 
     @field_validator("database_url")
     @classmethod
@@ -84,7 +93,16 @@ class Settings(BaseSettings):
             raise ValueError("must be a redis:// URL, or unset for the in-process broker")
         return value
 
-    @field_validator("base_url", "sendgrid_api_url")
+    @field_validator("daily_digest_cron", "weekly_digest_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"not a cron line: {value!r}")
+        return value
+
+    @field_validator("base_url", "sendgrid_api_url", "alerts_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):

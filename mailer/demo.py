@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -17,6 +19,15 @@ DEMO_DATA = Path(__file__).parent / "demo_data"
 
 #: The recipient who asked support never to be mailed again.
 OPPOSED_ADDRESS = "claire.martin@example.com"
+#: Real TED notices (a verbatim sample, see demo_data/README.md) and the recipients' searches.
+DEMO_TENDERS = DEMO_DATA / "tenders_ted_sample.jsonl"
+DEMO_SEARCHES = DEMO_DATA / "saved_searches.jsonl"
+#: Buyer contacts of the sample who opposed being shown (policy article 5): one known by name,
+#: one by address. Their tenders still appear in digests, with the buyer organisation only.
+OPPOSED_CONTACT_NAME = "Alina Pricop"
+OPPOSED_CONTACT_ADDRESS = "ffournier@example.invalid"
+#: Shortest delay to a deadline once the sample is moved to today.
+MIN_DEADLINE_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -25,6 +36,8 @@ class DemoRow:
 
     address: str
     purpose: str
+    #: What the send was: ``test_message`` or the digest window.
+    what: str
     state: str
     detail: str
     eml: str
@@ -50,6 +63,7 @@ def use_embedded_default() -> None:
 def run() -> list[DemoRow]:
     """Create the database, import recipients, record an opposition, send, and report."""
     from mailer import actors, migrations, recipients
+    from mailer.alerts import digests, searches, tenders
     from mailer.batch import split
     from mailer.broker import embedded_worker
     from mailer.config import get_settings
@@ -58,7 +72,7 @@ def run() -> list[DemoRow]:
     from mailer.outbox import OutboxBackend
     from mailer.purposes import ALL_PURPOSES, PURPOSE_KEYS
     from mailer.recipient_file import read_recipient_file
-    from mailer.suppression import entries
+    from mailer.suppression import contacts, entries
 
     migrations.upgrade()
     parsed = read_recipient_file(DEMO_DATA / "recipients.jsonl")
@@ -74,11 +88,29 @@ def run() -> list[DemoRow]:
             created_by="demo",
         )
         ids = list(session.scalars(sa.select(Recipient.id).order_by(Recipient.id)))
-    specs = [s for p in PURPOSE_KEYS for s in split("test_message", p, f"demo:{p}", ids)]
+        today = digests.today_in_paris()
+        tenders.import_tenders(session, redated(tenders.read_tender_file(DEMO_TENDERS).records, today))
+        searches.import_searches(session, searches.read_search_file(DEMO_SEARCHES).records)
+        contacts.add_name(session, OPPOSED_CONTACT_NAME, source="support_request", created_by="demo")
+        entries.add(
+            session,
+            OPPOSED_CONTACT_ADDRESS,
+            scope=ALL_PURPOSES,
+            reason=SuppressionReason.OPPOSITION,
+            source="support_request",
+            note="a buyer contact who asked not to appear in NouMa's mail",
+            created_by="demo",
+        )
+    # Tender alerts go out as the daily digest; the offers as one test message each.
+    offers = [p for p in PURPOSE_KEYS if p != digests.PURPOSE]
+    specs = [s for p in offers for s in split("test_message", p, f"demo:{p}", ids)]
     with embedded_worker():
         actors.enqueue(specs)
         # The same batches again, as a redelivered message would be: nothing is sent twice.
         actors.enqueue(specs)
+        # Today's daily digests, asked for twice as two schedulers would: planned and sent once.
+        actors.run_digest.send("daily", today.isoformat())
+        actors.run_digest.send("daily", today.isoformat())
 
     outbox = OutboxBackend(get_settings().outbox_dir)
     with session_scope(readonly=True) as session:
@@ -91,9 +123,27 @@ def run() -> list[DemoRow]:
         DemoRow(
             address=str(address),
             purpose=d.purpose,
+            what=d.belongs_to if d.kind == digests.DIGEST_KIND else d.kind,
             state=d.state.value,
             detail=d.skip_reason or d.error or "",
             eml=str(outbox.path_for(d.id)) if outbox.path_for(d.id).exists() else "",
         )
         for d, address in rows
     ]
+
+
+def redated(records: list[Any], today: dt.date) -> list[Any]:
+    """The sample's tenders as if published today: each keeps its delay to the deadline."""
+    moved = []
+    for numbered in records:
+        record = numbered.record
+        published = record.published_on or today
+        changes: dict[str, Any] = {"published_on": today}
+        if record.deadline is not None:
+            deadline_day, deadline_time = record.deadline_parts()
+            assert deadline_day is not None
+            delay = max((deadline_day - published).days, MIN_DEADLINE_DAYS)
+            day = today + dt.timedelta(days=delay)
+            changes["deadline"] = dt.datetime.combine(day, deadline_time) if deadline_time else day
+        moved.append(record.model_copy(update=changes))
+    return moved

@@ -190,8 +190,14 @@ def erase(session: Session, address: str) -> Recipient:
     """Remove a recipient's personal data; the delivery and consent records keep their shape.
 
     Suppression entries stay: they are keyed by the address hash and must outlive the account.
+    Saved searches and the stored location go (a digest already planned holds tender ids only,
+    and the gate skips it as ``erased``).
     """
+    from mailer.alerts.models import Geolocation, SavedSearch
+
     recipient = get(session, address)
+    session.execute(sa.delete(Geolocation).where(Geolocation.recipient_id == recipient.id))
+    session.execute(sa.delete(SavedSearch).where(SavedSearch.recipient_id == recipient.id))
     recipient.address = None
     recipient.address_hash = None
     recipient.name = None

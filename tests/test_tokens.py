@@ -30,10 +30,21 @@ def test_any_altered_character_is_refused(position, replacement):
     token = tokens.unsubscribe_token(42, "nouma_offers")
     position %= len(token)
     altered = token[:position] + replacement + token[position + 1 :]
-    if altered == token:
+    if altered == token or _same_bytes(altered, token):
         return
     with pytest.raises(BadToken):
         tokens.read_unsubscribe_token(altered)
+
+
+def _same_bytes(altered: str, token: str) -> bool:
+    # The last character of an unpadded base64 part carries bits that decoding drops: changing
+    # only those leaves the very same signed bytes, which is not an alteration.
+    from itsdangerous.encoding import base64_decode
+
+    try:
+        return [base64_decode(p) for p in altered.split(".")] == [base64_decode(p) for p in token.split(".")]
+    except Exception:
+        return False
 
 
 def test_truncated_and_forged_tokens_are_refused():

@@ -8,6 +8,7 @@ import click
 
 # Each module adds its commands to the ``mailer`` group.
 from mailer.cli import (  # noqa: F401
+    alerts,
     audit,
     consent,
     db,

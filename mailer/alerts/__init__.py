@@ -1,0 +1,1 @@
+"""Tender alerts: tenders, saved searches, matching, digest runs and the scheduler."""

@@ -1,0 +1,226 @@
+"""``mailer tenders``, ``mailer searches``, ``mailer digest``, ``mailer scheduler``, ``suppress add-name``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from pathlib import Path
+
+import click
+import sqlalchemy as sa
+
+from mailer.cli.base import console, console_err, mailer, operator
+from mailer.cli.suppress import suppress
+from mailer.db import session_scope
+from mailer.errors import ImportFailed
+
+#: Problems listed before "... and N more".
+SHOWN_PROBLEMS = 20
+
+
+def _report(file: Path, problems: list[tuple[int, str]], skip_invalid: bool) -> None:
+    for line, message in problems[:SHOWN_PROBLEMS]:
+        console_err.print(f"{file}:{line}: {message}", markup=False, highlight=False)
+    if len(problems) > SHOWN_PROBLEMS:
+        console_err.print(f"... and {len(problems) - SHOWN_PROBLEMS} more bad lines")
+    if problems and not skip_invalid:
+        raise ImportFailed(problems)
+
+
+@mailer.group()
+def tenders() -> None:
+    """Tenders (appels d'offres) the digests announce."""
+
+
+@tenders.command(name="import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["nouma", "ted", "boamp"]),
+    help="Default: recognised from the file (mailer/alerts/tenders.py describes each).",
+)
+@click.option("--skip-invalid", is_flag=True, help="Import the good records and report the bad ones.")
+@click.option("--dry-run", is_flag=True, help="Check the file, write nothing.")
+def import_tenders(file: Path, format_: str | None, skip_invalid: bool, dry_run: bool) -> None:
+    """Import tenders from FILE: the mailer's JSON Lines, TED notices or a BOAMP API response.
+
+    A tender already known by its reference is updated, never duplicated (and not announced
+    again). A bad record is reported with its line and nothing is imported, unless --skip-invalid.
+
+    \b
+    Example:
+      mailer tenders import ted_fr_notices.jsonl
+      mailer tenders import boamp.json --format boamp --dry-run
+    """
+    from mailer.alerts import tenders as service
+
+    parsed = service.read_tender_file(file, format=format_)
+    _report(file, parsed.problems, skip_invalid)
+    if dry_run:
+        console.print(f"{len(parsed.records)} good records, {len(parsed.problems)} bad; nothing written")
+        return
+    with session_scope() as session:
+        result = service.import_tenders(session, parsed.records)
+    console.print(
+        f"{result.created} created, {result.updated} updated, {result.unchanged} unchanged, "
+        f"{len(parsed.problems)} records skipped"
+    )
+
+
+@mailer.group()
+def searches() -> None:
+    """Saved searches: what each recipient's digest looks for."""
+
+
+@searches.command(name="import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--skip-invalid", is_flag=True, help="Import the good lines and report the bad ones.")
+@click.option("--dry-run", is_flag=True, help="Check the file, write nothing.")
+def import_searches(file: Path, skip_invalid: bool, dry_run: bool) -> None:
+    """Import saved searches from a JSON Lines FILE (format: mailer/alerts/searches.py).
+
+    A search is updated by its ref; its high-water mark is kept. Every line must name a known
+    recipient; a bad line is reported and nothing is imported, unless --skip-invalid.
+
+    \b
+    Example:
+      mailer searches import saved_searches.jsonl
+    """
+    from mailer.alerts import searches as service
+
+    parsed = service.read_search_file(file)
+    _report(file, parsed.problems, skip_invalid)
+    if dry_run:
+        console.print(f"{len(parsed.records)} good lines, {len(parsed.problems)} bad; nothing written")
+        return
+    with session_scope() as session:
+        result = service.import_searches(session, parsed.records)
+    console.print(
+        f"{result.created} created, {result.updated} updated, {result.unchanged} unchanged, "
+        f"{result.geolocations} locations recorded, {len(parsed.problems)} lines skipped"
+    )
+
+
+@mailer.group()
+def digest() -> None:
+    """Tender alert digests: one mail per recipient and window with what their searches found."""
+
+
+def _as_of(value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint="--as-of") from None
+
+
+@digest.command()
+@click.option("--frequency", type=click.Choice(["daily", "weekly"]), required=True)
+@click.option("--as-of", "as_of", metavar="DATE", help="The window's day (YYYY-MM-DD, Paris); default today.")
+def run(frequency: str, as_of: str | None) -> None:
+    """Plan a digest window (once) and queue its pending sends; safe to run again.
+
+    The window is the day (daily) or the ISO week (weekly) of --as-of. Running it again, or
+    while the scheduler runs it, sends nothing twice: it queues only the sends still pending,
+    e.g. those of a run that crashed halfway.
+
+    \b
+    Example:
+      mailer digest run --frequency daily
+      mailer digest run --frequency weekly --as-of 2026-11-23
+    """
+    from mailer import actors
+    from mailer.alerts import digests as service
+    from mailer.broker import embedded_worker
+    from mailer.models import Delivery
+
+    day = _as_of(as_of)
+    plan = service.plan(service.parse_frequency(frequency), day)
+    batches = service.pending_batches(plan.frequency, plan.window)
+    with embedded_worker():
+        actors.enqueue(batches)
+    state = "planned now" if plan.planned_now else "already planned"
+    console.print(
+        f"{plan.belongs_to}: {state}; {plan.recipients} recipients, {plan.digests} with new tenders"
+        + (
+            f" ({plan.stats.get('searches', 0)} searches over {plan.stats.get('tenders_in_window', 0)} "
+            f"tenders matched in {plan.stats.get('matching_seconds', 0):.2f} s)"
+            if plan.planned_now
+            else ""
+        )
+        + f"; {sum(len(b.recipient_ids) for b in batches)} pending sends queued in {len(batches)} batches"
+    )
+    with session_scope(readonly=True) as session:
+        outcomes = Counter(
+            f"{state.value}" + (f" ({reason})" if reason else "")
+            for state, reason in session.execute(
+                sa.select(Delivery.state, Delivery.skip_reason).where(Delivery.belongs_to == plan.belongs_to)
+            )
+        )
+    if outcomes:
+        console.print("outcomes so far: " + ", ".join(f"{n} {what}" for what, n in sorted(outcomes.items())))
+
+
+@mailer.command()
+@click.option("--dry-run", is_flag=True, help="Print the next times of each job and stop.")
+def scheduler(dry_run: bool) -> None:
+    """Run the scheduler: daily and weekly digests on their cron (Europe/Paris), and sweeps.
+
+    Queues work for the workers and nothing else; two schedulers at once are harmless. On
+    start it queues the current windows again (already planned ones are left alone), so a
+    scheduler that was down at 07:00 catches up. Stops on Ctrl-C or SIGTERM.
+
+    \b
+    Example:
+      mailer scheduler
+      MAILER_DAILY_DIGEST_CRON="30 6 * * 1-5" mailer scheduler --dry-run
+    """
+    import signal
+
+    from mailer.alerts.scheduler import Scheduler, default_jobs
+    from mailer.broker import embedded_worker
+    from mailer.db import utcnow
+
+    jobs = default_jobs()
+    if dry_run:
+        now = utcnow()
+        for job in jobs:
+            console.print(
+                f"{job.name}: {job.cron!r} (Europe/Paris), next at {job.next_after(now):%Y-%m-%d %H:%M %Z}"
+            )
+        return
+    runner = Scheduler(jobs)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: runner.stop.set())
+    console.print("scheduler running: " + "; ".join(f"{j.name} {j.cron!r}" for j in jobs))
+    # Embedded default: the queued work runs in this process's worker threads.
+    with embedded_worker():
+        runner.run()
+    console.print("scheduler stopped")
+
+
+@suppress.command(name="add-name")
+@click.argument("name")
+@click.option("--source", default="support_request", show_default=True, help="Where the request came from.")
+@click.option("--note", help="Free text kept with the entry (e.g. a ticket number).")
+def add_name(name: str, source: str, note: str | None) -> None:
+    """Record that the tender contact NAME opposed being shown in digests (policy article 5).
+
+    Kept as a hash like addresses are; any tender contact whose text holds these words (case,
+    accents, civilities and word order aside) is then left out of every digest. A contact known
+    by address is suppressed with `mailer suppress add ADDRESS --all --reason opposition`.
+
+    \b
+    Example:
+      mailer suppress add-name "Marie Houssay" --note "ticket 4600"
+    """
+    from mailer.suppression import contacts
+
+    with session_scope() as session:
+        entry, created = contacts.add_name(session, name, source=source, note=note, created_by=operator())
+        if created:
+            console.print("contact name added to the opposition list")
+        else:
+            console.print(f"already on the opposition list since {entry.created_at:%Y-%m-%d}; kept as is")
