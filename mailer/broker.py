@@ -21,6 +21,8 @@ from mailer.config import Settings, get_settings
 DELIVERY_QUEUE = "deliveries"
 #: Sweeps and other upkeep.
 MAINTENANCE_QUEUE = "maintenance"
+#: Campaign batches: their own lane, so a million-recipient campaign never delays tender alerts.
+CAMPAIGN_QUEUE = "campaigns"
 
 #: How long the embedded worker waits for the queues to drain (ms): covers a few 429 retries.
 EMBEDDED_JOIN_TIMEOUT_MS = 600_000

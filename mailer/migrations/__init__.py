@@ -12,7 +12,7 @@ from mailer.config import get_settings
 HERE = Path(__file__).parent
 
 #: Every module that declares tables; Alembic and the tests load them all.
-MODEL_MODULES = ("mailer.models",)
+MODEL_MODULES = ("mailer.models", "mailer.campaigns.models")
 
 
 def load_models() -> None:
