@@ -246,9 +246,19 @@ def resolve(
     return [(int(rid), str(locale)) for rid, locale in rows.tuples()]
 
 
-def count(session: Session, purpose: str, expression: str | None) -> int:
+def count(
+    session: Session,
+    purpose: str,
+    expression: str | None,
+    *,
+    partner_list_versions: Sequence[str] | None = None,
+) -> int:
     """How many recipients the audience holds right now (shown at create)."""
-    condition = gate.allowed_now(Recipient.id, sa.literal(purpose))  # type: ignore[arg-type]
+    condition = gate.allowed_now(
+        Recipient.id,
+        sa.literal(purpose),  # type: ignore[arg-type]
+        partner_list_versions=partner_list_versions,
+    )
     query = sa.select(sa.func.count()).select_from(Recipient).where(condition)
     if expression:
         query = query.where(parse(expression))

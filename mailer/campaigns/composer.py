@@ -22,7 +22,7 @@ from mailer.campaigns.models import Campaign, CampaignContent
 from mailer.config import get_settings
 from mailer.db import utcnow
 from mailer.emails import Addressed, Composition, unsubscribe_headers
-from mailer.errors import TemplateProblem
+from mailer.errors import NotFound, TemplateProblem
 from mailer.message import Envelope, OutgoingMessage
 from mailer.models import Delivery, DeliveryState
 from mailer.purposes import MARKETING_PURPOSE_KEYS
@@ -69,7 +69,7 @@ class CampaignSnapshot:
 def load(session: Session, campaign_id: int) -> CampaignSnapshot:
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
-        raise ValueError(f"no campaign {campaign_id}")
+        raise NotFound(f"no campaign {campaign_id}")
     rows = session.scalars(sa.select(CampaignContent).where(CampaignContent.campaign_id == campaign_id))
     contents = {r.locale: LocaleContent(r.locale, r.subject, r.body_html, r.body_text) for r in rows}
     return CampaignSnapshot(campaign.id, campaign.name, campaign.purpose, campaign.partner, contents)

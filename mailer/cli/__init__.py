@@ -7,7 +7,17 @@ import sys
 import click
 
 # Each module adds its commands to the ``mailer`` group.
-from mailer.cli import audit, consent, db, deliveries, demo, recipients, send_test, suppress  # noqa: F401
+from mailer.cli import (  # noqa: F401
+    audit,
+    campaign,
+    consent,
+    db,
+    deliveries,
+    demo,
+    recipients,
+    send_test,
+    suppress,
+)
 from mailer.cli.base import console_err, mailer
 from mailer.errors import MailerError
 
