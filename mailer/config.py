@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     embedded_worker_threads: int = 4
 
     # Campaigns (mailer/campaigns/).
+    #: Recipients per campaign batch (one Dramatiq message, one gate query, one request per locale).
+    campaign_batch_size: int = Field(default=1000, ge=1, le=1000)
     #: Campaign mails per second, held across every worker by the Redis rate limiter.
     campaign_rate_per_second: int = Field(default=1000, ge=1)
     #: Campaign mails per hour across every worker; 0: no hourly limit.

@@ -243,7 +243,7 @@ def resolve(
     if expression:
         query = query.where(parse(expression))
     rows = session.execute(query.order_by(Recipient.locale, Recipient.id))
-    return [(int(rid), str(locale)) for rid, locale in rows.tuples()]
+    return [(int(rid), str(locale)) for rid, locale in rows]
 
 
 def count(

@@ -137,7 +137,7 @@ def _open(
     if row is None:
         log.warning("campaign batch %d does not exist", batch_id)
         return None, Step()
-    batch, campaign = row.tuple()
+    batch, campaign = row[0], row[1]
     if batch.state in FINISHED_BATCH_STATES:
         return None, Step()
     if campaign.state == CampaignState.CANCELLED:

@@ -121,6 +121,10 @@ def create(
             raise InvalidInput(
                 f"partner list {partner_list_version!r} does not exist or does not name {partner!r}"
             )
+        # The partner as the consent form spells it.
+        named = session.get(PartnerList, partner_list_version)
+        assert named is not None
+        partner = next(n for n in named.partners if n.strip().casefold() == partner.casefold())
     elif partner or partner_list_version:
         raise InvalidInput("--partner is for partner_offers campaigns only")
     if audience_expression is not None:
@@ -228,7 +232,7 @@ def start(campaign_id: int, *, now: dt.datetime | None = None) -> list[int]:
                 "size": len(chunk),
                 "attempts": 0,
             }
-            for number, chunk in enumerate(in_chunks(ids, MAX_BATCH_SIZE))
+            for number, chunk in enumerate(in_chunks(ids, min(MAX_BATCH_SIZE, settings.campaign_batch_size)))
         ]
         for chunk in in_chunks(rows, 200):
             session.execute(sa.insert(CampaignBatch), chunk)
@@ -597,7 +601,7 @@ def status(session: Session, campaign_id: int, *, now: dt.datetime | None = None
             sa.select(Delivery.state, Delivery.skip_reason, sa.func.count())
             .where(Delivery.purpose == campaign.purpose, Delivery.belongs_to == campaign.belongs_to)
             .group_by(Delivery.state, Delivery.skip_reason)
-        ).tuples()
+        )
     }
     batches = {
         str(state): int(n)
@@ -605,7 +609,7 @@ def status(session: Session, campaign_id: int, *, now: dt.datetime | None = None
             sa.select(CampaignBatch.state, sa.func.count())
             .where(CampaignBatch.campaign_id == campaign_id)
             .group_by(CampaignBatch.state)
-        ).tuples()
+        )
     }
     done = int(
         session.scalar(
