@@ -33,7 +33,7 @@ messages: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg --ignore-dirs ".* __pycache__ var" --no-location \
 	  --sort-output --project "NouMa Mailer" --copyright-holder NouMa \
 	  --msgid-bugs-address ServiceClients@nouma.fr -o mailer/locale/messages.pot .
-	$(BIN)/pybabel update -i mailer/locale/messages.pot -d mailer/locale --no-location \
+	$(BIN)/pybabel update -i mailer/locale/messages.pot -d mailer/locale \
 	  --width 100 --ignore-obsolete
 
 clean:
