@@ -45,11 +45,15 @@ def load(
     now = dt.datetime.now(dt.UTC)
     with engine.begin() as connection:
         first_id = int(connection.scalar(sa.select(sa.func.coalesce(sa.func.max(Recipient.id), 0))) or 0) + 1
-        first_event = int(connection.scalar(sa.select(sa.func.coalesce(sa.func.max(ConsentEvent.id), 0))) or 0) + 1
+        first_event = (
+            int(connection.scalar(sa.select(sa.func.coalesce(sa.func.max(ConsentEvent.id), 0))) or 0) + 1
+        )
     if engine.dialect.name == "postgresql":
         _copy(engine, first_id, first_event, count, purposes, partner_list_version, locales, with_names, now)
     else:
-        _insert(engine, first_id, first_event, count, purposes, partner_list_version, locales, with_names, now)
+        _insert(
+            engine, first_id, first_event, count, purposes, partner_list_version, locales, with_names, now
+        )
     return list(range(first_id, first_id + count))
 
 
@@ -99,7 +103,9 @@ def _copy(
                             event_id = first_event + n * len(purposes) + p_index
                             v = version if purpose == "partner_offers" else None
                             if table == "consent_events":
-                                rows.append((event_id, rid, purpose, "granted", now, now, "signup_form", "bulk-1", v))
+                                rows.append(
+                                    (event_id, rid, purpose, "granted", now, now, "signup_form", "bulk-1", v)
+                                )
                             else:
                                 rows.append((rid, purpose, True, now, event_id, "bulk-1", v))
                     for row in rows:
@@ -108,7 +114,9 @@ def _copy(
                         copy.write(buffer.getvalue())
                         buffer = io.StringIO()
                 copy.write(buffer.getvalue())
-        cursor.execute("SELECT setval(pg_get_serial_sequence('recipients', 'id'), (SELECT max(id) FROM recipients))")
+        cursor.execute(
+            "SELECT setval(pg_get_serial_sequence('recipients', 'id'), (SELECT max(id) FROM recipients))"
+        )
         cursor.execute(
             "SELECT setval(pg_get_serial_sequence('consent_events', 'id'), (SELECT max(id) FROM consent_events))"
         )

@@ -80,14 +80,18 @@ def batch_states(campaign_id: int) -> Counter[str]:
     with session_scope(readonly=True) as session:
         return Counter(
             str(s)
-            for s in session.scalars(sa.select(CampaignBatch.state).where(CampaignBatch.campaign_id == campaign_id))
+            for s in session.scalars(
+                sa.select(CampaignBatch.state).where(CampaignBatch.campaign_id == campaign_id)
+            )
         )
 
 
 def records_per_recipient(campaign_id: int) -> Counter[int]:
     with session_scope(readonly=True) as session:
         return Counter(
-            session.scalars(sa.select(Delivery.recipient_id).where(Delivery.belongs_to == f"campaign:{campaign_id}"))
+            session.scalars(
+                sa.select(Delivery.recipient_id).where(Delivery.belongs_to == f"campaign:{campaign_id}")
+            )
         )
 
 
@@ -96,6 +100,8 @@ def outcomes(campaign_id: int) -> Counter[tuple[str, str | None]]:
         return Counter(
             (str(state), reason)
             for state, reason in session.execute(
-                sa.select(Delivery.state, Delivery.skip_reason).where(Delivery.belongs_to == f"campaign:{campaign_id}")
+                sa.select(Delivery.state, Delivery.skip_reason).where(
+                    Delivery.belongs_to == f"campaign:{campaign_id}"
+                )
             )
         )

@@ -43,7 +43,9 @@ def people(count: int, *, purposes=("nouma_offers",), names=True) -> list[int]:
         ]
 
 
-def test_a_campaign_goes_once_to_its_audience_one_request_per_locale(db, fake_sendgrid, tmp_path, monkeypatch):
+def test_a_campaign_goes_once_to_its_audience_one_request_per_locale(
+    db, fake_sendgrid, tmp_path, monkeypatch
+):
     # Given 6 consenting recipients in two locales, one without consent, one who opposed
     monkeypatch.setenv("MAILER_CAMPAIGN_BATCH_SIZE", "4")
     from tests.conftest import reset_process_state
@@ -96,7 +98,10 @@ def test_the_gate_is_applied_again_at_send_time(db, fake_sendgrid, tmp_path):
     drain(released)
     # Then they are skipped with the reason, and only the third is sent
     by_recipient = {d.recipient_id: d for d in _deliveries(cid)}
-    assert (by_recipient[ids[0]].state, by_recipient[ids[0]].skip_reason) == (DeliveryState.SKIPPED, "no_consent")
+    assert (by_recipient[ids[0]].state, by_recipient[ids[0]].skip_reason) == (
+        DeliveryState.SKIPPED,
+        "no_consent",
+    )
     assert by_recipient[ids[1]].skip_reason == "suppressed:opposition"
     assert by_recipient[ids[2]].state == DeliveryState.SENT
     assert fake_sendgrid.recipients() == ["person2@example.com"]
@@ -130,7 +135,10 @@ def test_partner_offers_go_only_where_the_consent_covers_the_partner(db, fake_se
     # When the covered consent moves to a list that does not name Acme before the send
     with session_scope() as session:
         consent.grant(
-            session, covered.id, "partner_offers", consent.Proof(source=ConsentSource.SITE, partner_list_version="v1")
+            session,
+            covered.id,
+            "partner_offers",
+            consent.Proof(source=ConsentSource.SITE, partner_list_version="v1"),
         )
     drain(released)
     # Then the gate at send time refuses it, with its own reason
@@ -140,7 +148,10 @@ def test_partner_offers_go_only_where_the_consent_covers_the_partner(db, fake_se
     # And the mail of a partner campaign names the partner
     with session_scope() as session:
         consent.grant(
-            session, older.id, "partner_offers", consent.Proof(source=ConsentSource.SITE, partner_list_version="v2")
+            session,
+            older.id,
+            "partner_offers",
+            consent.Proof(source=ConsentSource.SITE, partner_list_version="v2"),
         )
     drain(queue_and_start(new_campaign(tmp_path / "again", purpose="partner_offers", partner="acme")))
     (request,) = fake_sendgrid.requests
@@ -161,7 +172,9 @@ def test_partner_campaign_needs_a_partner_named_by_a_list(db, tmp_path):
         assert session.scalar(sa.select(sa.func.count()).select_from(Campaign)) == 0
 
 
-def test_pause_resume_and_cancel_at_every_stage_leave_no_duplicate_and_no_hole(db, fake_sendgrid, tmp_path, monkeypatch):
+def test_pause_resume_and_cancel_at_every_stage_leave_no_duplicate_and_no_hole(
+    db, fake_sendgrid, tmp_path, monkeypatch
+):
     from tests.conftest import reset_process_state
 
     monkeypatch.setenv("MAILER_CAMPAIGN_BATCH_SIZE", "2")
@@ -361,7 +374,13 @@ def test_the_complaint_breaker_pauses_running_campaigns_of_the_purpose_only(db, 
         session.execute(
             sa.insert(Delivery),
             [
-                {"purpose": p, "belongs_to": "campaign:999", "recipient_id": rid, "kind": "campaign", "state": "sent"}
+                {
+                    "purpose": p,
+                    "belongs_to": "campaign:999",
+                    "recipient_id": rid,
+                    "kind": "campaign",
+                    "state": "sent",
+                }
                 for rid in ids
                 for p in ("nouma_offers", "tender_alerts")
             ],
@@ -399,8 +418,13 @@ def test_hard_bounces_trip_the_breaker_too(db, tmp_path, monkeypatch):
         session.execute(
             sa.insert(Delivery),
             [
-                {"purpose": "nouma_offers", "belongs_to": "campaign:999", "recipient_id": rid, "kind": "campaign",
-                 "state": "bounced" if n < 1 else "delivered"}
+                {
+                    "purpose": "nouma_offers",
+                    "belongs_to": "campaign:999",
+                    "recipient_id": rid,
+                    "kind": "campaign",
+                    "state": "bounced" if n < 1 else "delivered",
+                }
                 for n, rid in enumerate(ids)
             ],
         )
@@ -420,7 +444,9 @@ def test_batches_check_the_breaker_as_they_finish(db, fake_sendgrid, tmp_path, m
     released = queue_and_start(cid)
     drain(released[:1])
     with session_scope() as session:
-        session.execute(sa.update(Delivery).where(Delivery.state == "sent").values(state=DeliveryState.COMPLAINED))
+        session.execute(
+            sa.update(Delivery).where(Delivery.state == "sent").values(state=DeliveryState.COMPLAINED)
+        )
     drain(released[1:2])
     assert campaign(cid).state == CampaignState.PAUSED
     assert len(fake_sendgrid.recipients()) == 4  # the batch that checked was sent; no other started
@@ -441,7 +467,9 @@ def test_the_sweep_requeues_lost_batches_and_never_sends_twice(db, fake_sendgrid
     with session_scope() as session:
         first = session.get(CampaignBatch, released[0])
         spec = BatchSpec("campaign", "nouma_offers", f"campaign:{cid}", tuple(first.recipient_ids))
-        session.execute(sa.update(CampaignBatch).where(CampaignBatch.id == released[0]).values(state="running"))
+        session.execute(
+            sa.update(CampaignBatch).where(CampaignBatch.id == released[0]).values(state="running")
+        )
     with session_scope() as session:
         delivery._claim(session, spec, delivery.BatchOutcome())
     # When the sweep runs before the lease ends: nothing is lost yet

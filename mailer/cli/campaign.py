@@ -365,6 +365,8 @@ def cancel(campaign_id: int, yes: bool) -> None:
     """
     from mailer.campaigns import control
 
+    with session_scope(readonly=True) as session:
+        control.get(session, campaign_id)
     if not yes:
         click.confirm(f"Cancel campaign {campaign_id} for good?", abort=True)
     with Progress(console=console_err, transient=True) as progress:
