@@ -114,12 +114,9 @@ def _copy(
                         copy.write(buffer.getvalue())
                         buffer = io.StringIO()
                 copy.write(buffer.getvalue())
-        cursor.execute(
-            "SELECT setval(pg_get_serial_sequence('recipients', 'id'), (SELECT max(id) FROM recipients))"
-        )
-        cursor.execute(
-            "SELECT setval(pg_get_serial_sequence('consent_events', 'id'), (SELECT max(id) FROM consent_events))"
-        )
+        for table in ("recipients", "consent_events"):
+            sequence = f"pg_get_serial_sequence('{table}', 'id')"
+            cursor.execute(f"SELECT setval({sequence}, (SELECT max(id) FROM {table}))")
         cursor.execute("ANALYZE recipients")
         cursor.execute("ANALYZE consents")
         raw.commit()
