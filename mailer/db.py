@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -143,6 +143,19 @@ def dispose_engines() -> None:
             engine.dispose()
         _engines.clear()
         _sessionmakers.clear()
+
+
+def id_in(session: Session, column: Any, ids: Iterable[int]) -> sa.ColumnElement[bool]:
+    """``column IN (ids)`` for up to a batch of ids; one array parameter on PostgreSQL.
+
+    A thousand-placeholder IN list is rendered by SQLAlchemy and parsed by psycopg on every call
+    (psycopg caches only short statements): ~8 ms of CPU each. ``= ANY(%(ids)s)`` is one short,
+    cached statement carrying one array.
+    """
+    values = list(ids)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == sa.any_(sa.literal(values, type_=ARRAY(sa.BigInteger())))
+    return column.in_(values)
 
 
 def in_chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from mailer import gate
 from mailer.batch import BatchSpec, split
 from mailer.config import get_settings
-from mailer.db import in_chunks, session_scope, utcnow
+from mailer.db import id_in, in_chunks, session_scope, utcnow
 from mailer.emails import Addressed, RecipientView, composer_for, kinds_requeued_by_their_owner
 from mailer.errors import (
     AmbiguousSendError,
@@ -142,7 +142,7 @@ def fail_remaining(spec: BatchSpec, error: str) -> int:
                 sa.select(Delivery.id).where(
                     Delivery.purpose == spec.purpose,
                     Delivery.belongs_to == spec.belongs_to,
-                    Delivery.recipient_id.in_(spec.recipient_ids),
+                    id_in(session, Delivery.recipient_id, spec.recipient_ids),
                     Delivery.state == DeliveryState.PENDING,
                 )
             )
@@ -166,7 +166,7 @@ def _claim(session: Session, spec: BatchSpec, outcome: BatchOutcome) -> dict[int
         sa.literal(DeliveryState.PENDING.value),
         sa.literal(0),
         sa.literal(now, type_=Delivery.__table__.c.created_at.type),
-    ).where(Recipient.id.in_(recipient_ids))
+    ).where(id_in(session, Recipient.id, recipient_ids))
     session.execute(
         insert(Delivery)
         .from_select(
@@ -179,7 +179,7 @@ def _claim(session: Session, spec: BatchSpec, outcome: BatchOutcome) -> dict[int
         sa.select(Delivery.id, Delivery.recipient_id, Delivery.state).where(
             Delivery.purpose == spec.purpose,
             Delivery.belongs_to == spec.belongs_to,
-            Delivery.recipient_id.in_(recipient_ids),
+            id_in(session, Delivery.recipient_id, recipient_ids),
         )
     ).all()
     pending = {row.id: row.recipient_id for row in rows if row.state == DeliveryState.PENDING}
@@ -199,7 +199,7 @@ def _recipient_views(session: Session, recipient_ids: Iterable[int]) -> dict[int
     rows = session.execute(
         sa.select(
             Recipient.id, Recipient.address, Recipient.name, Recipient.locale, Recipient.time_zone
-        ).where(Recipient.id.in_(list(recipient_ids)), Recipient.state == AccountState.ACTIVE)
+        ).where(id_in(session, Recipient.id, recipient_ids), Recipient.state == AccountState.ACTIVE)
     )
     return {
         r.id: RecipientView(r.id, r.address, r.name, r.locale or default_locale, r.time_zone)
@@ -248,7 +248,7 @@ def _take_into_flight(
             session.scalars(
                 sa.update(Delivery)
                 .where(
-                    Delivery.id.in_(chunk),
+                    id_in(session, Delivery.id, chunk),
                     Delivery.state == DeliveryState.PENDING,
                     gate.allowed_now(
                         Delivery.recipient_id,
@@ -267,7 +267,7 @@ def _regate(session: Session, spec: BatchSpec, delivery_ids: list[int], outcome:
     """Sends that could not be taken into flight: refused by the gate just now, or taken by another."""
     rows = session.execute(
         sa.select(Delivery.id, Delivery.recipient_id).where(
-            Delivery.id.in_(delivery_ids), Delivery.state == DeliveryState.PENDING
+            id_in(session, Delivery.id, delivery_ids), Delivery.state == DeliveryState.PENDING
         )
     ).all()
     verdicts = gate.check(
@@ -332,7 +332,7 @@ def _update_where(session: Session, ids: Sequence[int], from_state: DeliveryStat
     for chunk in in_chunks(list(ids), gate.GATE_CHUNK):
         result = session.execute(
             sa.update(Delivery)
-            .where(Delivery.id.in_(chunk), Delivery.state == from_state)
+            .where(id_in(session, Delivery.id, chunk), Delivery.state == from_state)
             .values(**values)
             .execution_options(synchronize_session=False)
         )

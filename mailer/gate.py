@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from mailer.addresses import address_hash, normalise_address
-from mailer.db import in_chunks
+from mailer.db import id_in, in_chunks
 from mailer.errors import InvalidAddress
 from mailer.models import AccountState, Consent, Recipient, Suppression
 from mailer.purposes import ALL_PURPOSES, get_purpose
@@ -68,7 +68,7 @@ def check(
                 (Suppression.address_hash == Recipient.address_hash)
                 & Suppression.scope.in_((purpose, ALL_PURPOSES)),
             )
-            .where(Recipient.id.in_(chunk))
+            .where(id_in(session, Recipient.id, chunk))
             .order_by(Recipient.id, Suppression.created_at, Suppression.id)
         )
         seen: set[int] = set()
