@@ -20,7 +20,7 @@ from mailer.batch import BatchSpec
 from mailer.campaigns.content import LocaleContent, RenderedCampaign, recipient_values, render
 from mailer.campaigns.models import Campaign, CampaignContent
 from mailer.config import get_settings
-from mailer.db import utcnow
+from mailer.db import id_in, utcnow
 from mailer.emails import Addressed, Composition, unsubscribe_headers
 from mailer.errors import NotFound, TemplateProblem
 from mailer.message import Envelope, OutgoingMessage
@@ -86,7 +86,7 @@ def over_frequency_cap(
     rows = session.execute(
         sa.select(Delivery.recipient_id)
         .where(
-            Delivery.recipient_id.in_(list(recipient_ids)),
+            id_in(session, Delivery.recipient_id, recipient_ids),
             Delivery.purpose.in_(MARKETING_PURPOSE_KEYS),
             Delivery.belongs_to.like("campaign:%"),
             Delivery.belongs_to != except_belongs_to,

@@ -267,7 +267,7 @@ def shared_values(locale: str, *, purpose: str, partner: str | None, campaign_na
 # -- rendering a locale once for a batch
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RenderedCampaign:
     """A locale's mail with substitution tags where per-recipient values go."""
 
@@ -276,11 +276,22 @@ class RenderedCampaign:
     text: str
     html: str
 
+    @functools.cached_property
+    def used(self) -> tuple[tuple[str, str, bool], ...]:
+        """(variable, tag, is HTML) of every tag this mail holds: the only substitutions sent."""
+        plain = self.subject + self.text
+        return tuple(
+            (variable, tag(variable, html=html), html)
+            for variable in PER_RECIPIENT
+            for html in (False, True)
+            if tag(variable, html=html) in (self.html if html else plain)
+        )
+
     def substitutions_for(self, values: Mapping[str, str]) -> dict[str, str]:
         """The substitutions one recipient needs (only the tags this mail uses)."""
         return {
-            **substitutions(values, html=False, used=self.subject + self.text),
-            **substitutions(values, html=True, used=self.html),
+            key: str(markupsafe.escape(values[variable])) if html else values[variable]
+            for variable, key, html in self.used
         }
 
 

@@ -32,7 +32,7 @@ from mailer.campaigns.models import (
     belongs_to,
 )
 from mailer.config import get_settings
-from mailer.db import in_chunks, session_scope, utcnow
+from mailer.db import id_in, in_chunks, session_scope, utcnow
 from mailer.errors import InvalidInput, NotFound, WrongCampaignState
 from mailer.models import Delivery, DeliveryState, Recipient
 from mailer.purposes import get_purpose
@@ -442,7 +442,7 @@ def cancel_batch(session: Session, batch_id: int, *, now: dt.datetime | None = N
         sa.literal(0),
         sa.literal(now, type_=Delivery.__table__.c.created_at.type),
         sa.literal(now, type_=Delivery.__table__.c.finished_at.type),
-    ).where(Recipient.id.in_(ids))
+    ).where(id_in(session, Recipient.id, ids))
     session.execute(
         insert(Delivery)
         .from_select(
@@ -467,7 +467,7 @@ def cancel_batch(session: Session, batch_id: int, *, now: dt.datetime | None = N
         .where(
             Delivery.purpose == campaign.purpose,
             Delivery.belongs_to == key,
-            Delivery.recipient_id.in_(ids),
+            id_in(session, Delivery.recipient_id, ids),
             Delivery.state == DeliveryState.PENDING,
         )
         .values(state=DeliveryState.SKIPPED, skip_reason=CAMPAIGN_CANCELLED, finished_at=now)
