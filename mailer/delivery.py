@@ -167,21 +167,25 @@ def _claim(session: Session, spec: BatchSpec, outcome: BatchOutcome) -> dict[int
         sa.literal(0),
         sa.literal(now, type_=Delivery.__table__.c.created_at.type),
     ).where(id_in(session, Recipient.id, recipient_ids))
-    session.execute(
+    inserted = session.execute(
         insert(Delivery)
         .from_select(
             ["purpose", "belongs_to", "recipient_id", "kind", "state", "attempts", "created_at"],
             source,
         )
         .on_conflict_do_nothing(index_elements=["purpose", "belongs_to", "recipient_id"])
-    )
-    rows = session.execute(
-        sa.select(Delivery.id, Delivery.recipient_id, Delivery.state).where(
-            Delivery.purpose == spec.purpose,
-            Delivery.belongs_to == spec.belongs_to,
-            id_in(session, Delivery.recipient_id, recipient_ids),
-        )
+        .returning(Delivery.id, Delivery.recipient_id, Delivery.state)
     ).all()
+    rows = inserted
+    if len(inserted) < len(recipient_ids):
+        # Some keys existed already (a redelivered message, a resumed batch): read them all back.
+        rows = session.execute(
+            sa.select(Delivery.id, Delivery.recipient_id, Delivery.state).where(
+                Delivery.purpose == spec.purpose,
+                Delivery.belongs_to == spec.belongs_to,
+                id_in(session, Delivery.recipient_id, recipient_ids),
+            )
+        ).all()
     pending = {row.id: row.recipient_id for row in rows if row.state == DeliveryState.PENDING}
     outcome.claimed = len(pending)
     outcome.already_done = len(rows) - len(pending)
