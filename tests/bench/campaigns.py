@@ -63,6 +63,8 @@ class Result:
     naive_rate: float = 0.0
     ratio: float = 0.0
     peak_worker_mb: list[float] = field(default_factory=list)
+    #: CPU spent during the campaign per 1000 recipients, by process kind (load-independent).
+    cpu_ms_per_1000: dict[str, float] = field(default_factory=dict)
     load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
@@ -107,6 +109,26 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
             except subprocess.TimeoutExpired:
                 os.killpg(child.pid, signal.SIGKILL)
                 child.wait()
+
+
+def cpu_seconds(database_name: str, pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of the workers, the fake SendGrid and this database's PostgreSQL backends."""
+    import psutil
+
+    totals: dict[str, float] = {}
+    for kind, pid in pids.items():
+        with contextlib.suppress(psutil.Error):
+            parent = psutil.Process(pid)
+            for proc in [parent, *parent.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    times = proc.cpu_times()
+                    totals[kind] = totals.get(kind, 0.0) + times.user + times.system
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if database_name in " ".join(proc.info["cmdline"] or []):
+                times = proc.cpu_times()
+                totals["postgresql"] = totals.get("postgresql", 0.0) + times.user + times.system
+    return totals
 
 
 class MemoryWatch:
@@ -254,7 +276,7 @@ def run(args: argparse.Namespace) -> Result:
             "deliveries",
         ]
         with (
-            process(fake_cmd, env, workdir / "sendgrid.log"),
+            process(fake_cmd, env, workdir / "sendgrid.log") as fake,
             process(worker_cmd, env, workdir / "workers.log") as workers,
             MemoryWatch(workers.pid) as memory,
         ):
@@ -262,6 +284,9 @@ def run(args: argparse.Namespace) -> Result:
             time.sleep(args.warmup)  # the workers import the code and connect
 
             # The campaign: from `queue` to the last recorded delivery.
+            pids = {"workers": workers.pid, "sendgrid": fake.pid}
+            database_name = url.rsplit("/", 1)[1]
+            cpu_before = cpu_seconds(database_name, pids)
             t0 = time.time()
             with session_scope() as session:
                 control.queue(session, main_id)
@@ -270,6 +295,13 @@ def run(args: argparse.Namespace) -> Result:
             last = wait_settled(f"campaign:{main_id}", args.recipients, args.timeout)
             result.campaign_seconds = last - t0
             result.campaign_rate = args.recipients / result.campaign_seconds
+            cpu_after = cpu_seconds(database_name, pids)
+            result.cpu_ms_per_1000 = {
+                kind: round(
+                    1000 * (cpu_after[kind] - cpu_before.get(kind, 0.0)) / (args.recipients / 1000), 1
+                )
+                for kind in cpu_after
+            }
             print(
                 f"campaign: {args.recipients:,} in {result.campaign_seconds:.1f} s = "
                 f"{result.campaign_rate:,.0f} recipients/s",
@@ -340,6 +372,7 @@ def report(result: Result) -> str:
         f"naive design (one message, one request per recipient) on {result.naive_recipients:,}: "
         f"{result.naive_rate:,.0f} recipients/s",
         f"ratio to the naive design: {result.ratio:.1f}x (target >= {TARGET_RATIO:.0f}x)",
+        "CPU per 1000 recipients: " + ", ".join(f"{k} {v:.0f} ms" for k, v in result.cpu_ms_per_1000.items()),
         f"SendGrid requests: {result.requests:,}; bulk load (COPY): {result.load_seconds:.1f} s; "
         f"load average at the end: {', '.join(f'{x:.2f}' for x in result.load_average)}",
     ]
