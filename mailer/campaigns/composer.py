@@ -26,7 +26,7 @@ from mailer.errors import NotFound, TemplateProblem
 from mailer.message import Envelope, OutgoingMessage
 from mailer.models import Delivery, DeliveryState
 from mailer.purposes import MARKETING_PURPOSE_KEYS
-from mailer.suppression.tokens import preferences_url, unsubscribe_url
+from mailer.suppression.tokens import preferences_urls, unsubscribe_urls
 
 KIND = "campaign"
 #: ``belongs_to`` of test sends: ``campaign-test:<campaign id>:<run>``; never counted in the campaign.
@@ -141,10 +141,12 @@ class CampaignComposer:
                     composition.failed[item.delivery_id] = f"render_error: {problem}"
                 continue
             envelopes = []
-            for item in group:
+            ids = [item.recipient.id for item in group]
+            links = unsubscribe_urls(ids, spec.purpose)
+            preferences = preferences_urls(ids)
+            for item, link, preference in zip(group, links, preferences, strict=True):
                 recipient = item.recipient
-                link = unsubscribe_url(recipient.id, spec.purpose)
-                values = recipient_values(locale, recipient.name, link, preferences_url(recipient.id))
+                values = recipient_values(locale, recipient.name, link, preference)
                 envelopes.append(
                     Envelope(
                         delivery_id=item.delivery_id,
