@@ -189,3 +189,21 @@ def test_department_and_region_come_from_a_registered_source(db, monkeypatch):
             assert [r for r, _ in audience.resolve(session, "nouma_offers", '"75" in department')] == [b.id]
     finally:
         metadata.drop_all(get_engine(db))
+
+
+def test_the_schema_matches_the_models_on_both_databases(db):
+    from mailer import migrations
+
+    # Then no model change lacks its migration (alembic check), campaigns tables included
+    migrations.check(db)
+
+
+def test_every_message_has_a_french_translation():
+    from babel.messages.pofile import read_po
+
+    from mailer.rendering import LOCALE_DIR
+
+    with (LOCALE_DIR / "fr" / "LC_MESSAGES" / "messages.po").open("rb") as handle:
+        catalog = read_po(handle, locale="fr")
+    missing = [m.id for m in catalog if m.id and not (m.string if isinstance(m.string, str) else all(m.string))]
+    assert missing == []

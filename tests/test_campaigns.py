@@ -438,6 +438,7 @@ def test_batches_check_the_breaker_as_they_finish(db, fake_sendgrid, tmp_path, m
 
     monkeypatch.setenv("MAILER_BREAKER_MIN_DELIVERIES", "2")
     monkeypatch.setenv("MAILER_CAMPAIGN_BATCH_SIZE", "2")
+    monkeypatch.setattr(batches, "BREAKER_CHECK_INTERVAL", 0.0)
     reset_process_state()
     people(6)
     cid = new_campaign(tmp_path)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
+import time
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -113,6 +115,10 @@ def run(batch_id: int, *, backend: Backend | None = None) -> Step:
     with session_scope() as session:
         step = _settle(session, opened, outcome, wrapped.refused, lease)
         step.outcome = outcome
+    if outcome.sent and _breaker_due(opened.purpose):
+        # Its own short transaction: pausing locks the campaign row, the batches must not wait on it.
+        with session_scope() as session:
+            breaker.check(session, opened.purpose)
     log.info(
         "campaign %d batch %d: %d sent, %d skipped, %d failed, %d unknown, %d already done",
         opened.campaign_id,
@@ -281,10 +287,25 @@ def _settle(
         last_error=outcome.last_error,
         now=now,
     )
-    breaker.check(session, opened.purpose)
     released = control.release(session, campaign_id, now=now, limit=settings.campaign_batches_in_flight)
     control.complete_if_done(session, campaign_id, now=now)
     return Step(release=released)
+
+
+#: Seconds between two complaint-breaker checks by finishing batches of one purpose, per process
+#: (the code applying provider events checks at every complaint or bounce).
+BREAKER_CHECK_INTERVAL = 2.0
+_breaker_checked: dict[str, float] = {}
+_breaker_lock = threading.Lock()
+
+
+def _breaker_due(purpose: str) -> bool:
+    now = time.monotonic()
+    with _breaker_lock:
+        if now - _breaker_checked.get(purpose, -BREAKER_CHECK_INTERVAL) < BREAKER_CHECK_INTERVAL:
+            return False
+        _breaker_checked[purpose] = now
+        return True
 
 
 def _count_failures(
@@ -300,9 +321,11 @@ def _count_failures(
     if failures == 0 and not reset:
         return False
     new_value = sa.literal(failures) if reset else Campaign.consecutive_failures + failures
+    # The campaign row is shared by every batch: leave it unlocked when nothing changes.
+    unchanged = Campaign.consecutive_failures != failures if reset else sa.true()
     count = session.scalar(
         sa.update(Campaign)
-        .where(Campaign.id == campaign_id)
+        .where(Campaign.id == campaign_id, unchanged)
         .values(consecutive_failures=new_value)
         .returning(Campaign.consecutive_failures)
     )

@@ -66,23 +66,44 @@ class Rates:
         return None
 
 
+#: Deliveries read per step when walking back from the newest.
+PAGE_SIZE = 5000
+#: Walk back at most this many deliveries per window slot (a purpose rarely sent among many others).
+MAX_SCAN_FACTOR = 50
+
+
 def rates(session: Session, purpose: str, *, after_delivery_id: int = 0) -> Rates:
-    """Complaints and bounces among the last deliveries of a purpose (one query)."""
-    last = (
-        sa.select(Delivery.state)
-        .where(Delivery.purpose == purpose, Delivery.state.in_(LEFT_US), Delivery.id > after_delivery_id)
-        .order_by(Delivery.id.desc())
-        .limit(get_settings().breaker_window)
-        .subquery()
-    )
-    row = session.execute(
-        sa.select(
-            sa.func.count(),
-            sa.func.count().filter(last.c.state == DeliveryState.COMPLAINED),
-            sa.func.count().filter(last.c.state == DeliveryState.BOUNCED),
-        ).select_from(last)
-    ).one()
-    return Rates(int(row[0]), int(row[1]), int(row[2]))
+    """Complaints and bounces among the last deliveries of a purpose that left us.
+
+    Walks the primary key back from the newest delivery, page by page: the only plan that stays
+    cheap on a table growing by a million rows during a campaign, whatever its statistics say.
+    """
+    window = get_settings().breaker_window
+    deliveries = complaints = bounces = scanned = 0
+    before: int | None = None
+    while deliveries < window and scanned < window * MAX_SCAN_FACTOR:
+        query = (
+            sa.select(Delivery.id, Delivery.purpose, Delivery.state)
+            .where(Delivery.id > after_delivery_id)
+            .order_by(Delivery.id.desc())
+            .limit(PAGE_SIZE)
+        )
+        if before is not None:
+            query = query.where(Delivery.id < before)
+        rows = session.execute(query).all()
+        if not rows:
+            break
+        for row in rows:
+            if row.purpose != purpose or row.state not in LEFT_US:
+                continue
+            deliveries += 1
+            complaints += row.state == DeliveryState.COMPLAINED
+            bounces += row.state == DeliveryState.BOUNCED
+            if deliveries == window:
+                break
+        scanned += len(rows)
+        before = rows[-1].id
+    return Rates(deliveries, complaints, bounces)
 
 
 def check(session: Session, purpose: str) -> list[int]:
