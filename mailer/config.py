@@ -66,8 +66,9 @@ class Settings(BaseSettings):
     campaign_batches_in_flight: int = Field(default=32, ge=1)
     #: A queued or running batch not finished after this long was lost with the broker: re-queued.
     campaign_batch_lease_seconds: int = Field(default=300, ge=1)
-    #: Failed sends in a row (no success between) after which a campaign pauses.
-    campaign_error_budget: int = Field(default=1000, ge=1)
+    #: Failed sends in a row (no success between) after which a campaign pauses: five full
+    #: batches, so one request lost on the way (recorded unknown) does not stop a campaign.
+    campaign_error_budget: int = Field(default=5000, ge=1)
     #: Marketing mails (every campaign together) a recipient may get per period; 0: no cap.
     frequency_cap: int = Field(default=2, ge=0)
     frequency_cap_days: int = Field(default=7, ge=1)

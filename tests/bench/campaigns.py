@@ -429,8 +429,16 @@ def main(argv: list[str] | None = None) -> Result:
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
-    with restored_environment():
-        result = run(args)
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    if on_main_thread:
+        # Started in the background, SIGINT may be ignored: SIGTERM cleans up (workers, database).
+        previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        with restored_environment():
+            result = run(args)
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     print(report(result), flush=True)
     if args.json:
         args.json.write_text(json.dumps(asdict(result), indent=2))
