@@ -55,6 +55,13 @@ class Step:
     outcome: BatchOutcome | None = None
 
 
+#: Requests of up to 1000 personalizations a process builds and sends at once. Each holds a few
+#: megabytes of payload while it is built and written; more threads than this wait their turn
+#: (their database work goes on), which keeps a worker process under 150 MB.
+MAX_CONCURRENT_REQUESTS = 4
+_request_slots = threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS)
+
+
 class CampaignBackend:
     """The configured backend, with a refused API key turned into a pause instead of failures."""
 
@@ -65,7 +72,8 @@ class CampaignBackend:
 
     def send(self, message: OutgoingMessage) -> str:
         try:
-            return self.inner.send(message)
+            with _request_slots:
+                return self.inner.send(message)
         except PermanentSendError as error:
             # SendGrid's detail starts with the status (mailer/sendgrid.py: "401: ...").
             if error.detail.split(":", 1)[0].strip() in KEY_REFUSED_STATUSES:
