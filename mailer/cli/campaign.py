@@ -212,6 +212,9 @@ def test_send(campaign_id: int, addresses: tuple[str, ...]) -> None:
 def queue(campaign_id: int) -> None:
     """Queue a campaign: it starts now, or at its --send-at time; the audience is resolved then.
 
+    With Redis, a delayed message starts it on time (the sweep too, should Redis lose it); on the
+    embedded default, `mailer campaign sweep` starts it once its time has come.
+
     \b
     Example:
       mailer campaign queue 12
