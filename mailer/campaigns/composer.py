@@ -8,7 +8,7 @@ personalization, and our delivery id alone in custom_args (mailer/sendgrid.py).
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -78,25 +78,37 @@ def load(session: Session, campaign_id: int) -> CampaignSnapshot:
 def over_frequency_cap(
     session: Session, recipient_ids: Sequence[int], *, except_belongs_to: str, now: dt.datetime | None = None
 ) -> set[int]:
-    """Recipients who already got the cap's number of campaign mails within the period (one query)."""
+    """Recipients who already got the cap's number of campaign mails within the period (one query).
+
+    The query selects by recipient only and the rest is counted here: with any other condition in
+    SQL, statistics left behind by a million fresh deliveries led PostgreSQL to scan the state
+    index (0.5 s a batch instead of 5 ms).
+    """
     settings = get_settings()
     if not settings.frequency_cap or not recipient_ids:
         return set()
     since = (now or utcnow()) - dt.timedelta(days=settings.frequency_cap_days)
     rows = session.execute(
-        sa.select(Delivery.recipient_id)
-        .where(
-            id_in(session, Delivery.recipient_id, recipient_ids),
-            Delivery.purpose.in_(MARKETING_PURPOSE_KEYS),
-            Delivery.belongs_to.like("campaign:%"),
-            Delivery.belongs_to != except_belongs_to,
-            Delivery.state.in_(CAPPED_STATES),
-            sa.func.coalesce(Delivery.sending_at, Delivery.created_at) >= since,
-        )
-        .group_by(Delivery.recipient_id)
-        .having(sa.func.count() >= settings.frequency_cap)
+        sa.select(
+            Delivery.recipient_id,
+            Delivery.purpose,
+            Delivery.belongs_to,
+            Delivery.state,
+            Delivery.sending_at,
+            Delivery.created_at,
+        ).where(id_in(session, Delivery.recipient_id, recipient_ids))
     )
-    return {int(r) for r in rows.scalars()}
+    counts: Counter[int] = Counter()
+    for recipient_id, purpose, key, state, sending_at, created_at in rows:
+        if (
+            purpose in MARKETING_PURPOSE_KEYS
+            and key.startswith("campaign:")
+            and key != except_belongs_to
+            and state in CAPPED_STATES
+            and (sending_at or created_at) >= since
+        ):
+            counts[recipient_id] += 1
+    return {rid for rid, n in counts.items() if n >= settings.frequency_cap}
 
 
 def rendered(snapshot: CampaignSnapshot, locale: str) -> RenderedCampaign:

@@ -94,6 +94,21 @@ def database() -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def redis_namespace(namespace: str) -> Iterator[None]:
+    """Every key of the run's namespace deleted at the end, however it ends."""
+    import redis
+
+    try:
+        yield
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"{namespace}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+@contextlib.contextmanager
 def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
         child = subprocess.Popen(
@@ -213,14 +228,13 @@ def wait_settled(belongs_to: str, expected: int, timeout: float, *, port: int, t
 
 def run(args: argparse.Namespace) -> Result:
     import dramatiq
-    import redis
     from dramatiq.brokers.redis import RedisBroker
 
     result = Result(args.recipients, args.processes, args.threads)
     namespace = f"mailer-bench-{uuid.uuid4().hex[:8]}"
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="mailer-bench-"))
-    with database() as url:
+    with database() as url, redis_namespace(namespace):
         env = {
             **os.environ,
             "MAILER_DATABASE_URL": url,
@@ -357,11 +371,6 @@ def run(args: argparse.Namespace) -> Result:
         result.peak_worker_mb = sorted(memory.peaks.values(), reverse=True)[: args.processes]
         result.load_average = os.getloadavg()
         broker.close()
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=f"{namespace}*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
         with session_scope(readonly=True) as session:
             import sqlalchemy as sa
 
