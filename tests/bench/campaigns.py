@@ -432,7 +432,7 @@ def main(argv: list[str] | None = None) -> Result:
     parser.add_argument("--recipients", type=int, default=1_000_000)
     parser.add_argument("--naive-sample", type=int, default=20_000)
     parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=4, help="as the Procfile's campaigns process")
     parser.add_argument("--rate", type=int, default=1_000_000, help="MAILER_CAMPAIGN_RATE_PER_SECOND")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds for the workers to start")
     parser.add_argument("--timeout", type=float, default=1800.0)
