@@ -158,6 +158,20 @@ def id_in(session: Session, column: Any, ids: Iterable[int]) -> sa.ColumnElement
     return column.in_(values)
 
 
+def state_is(column: Any, value: str) -> sa.ColumnElement[bool]:
+    """``column = value`` for a row already found by id, kept out of the planner's index choice.
+
+    Every send passes through pending and sending: until vacuum runs, the state index holds an
+    entry per past row version, a million after a large campaign. Offered ``state = 'pending'``
+    beside a list of ids, PostgreSQL scanned those (bitmap scans never skip dead entries): 60 to
+    80 ms a statement instead of a thousand primary-key lookups. ``state || ''`` is the same test
+    that no index matches.
+    """
+    return column.op("||", return_type=sa.String())(sa.literal("", sa.String())) == sa.literal(
+        str(value), sa.String()
+    )
+
+
 def in_chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     """Consecutive slices of at most ``size`` items (bound-parameter limits, batch sizes)."""
     for start in range(0, len(items), size):

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from mailer import gate
 from mailer.batch import BatchSpec, split
 from mailer.config import get_settings
-from mailer.db import id_in, in_chunks, session_scope, utcnow
+from mailer.db import id_in, in_chunks, session_scope, state_is, utcnow
 from mailer.emails import Addressed, RecipientView, composer_for, kinds_requeued_by_their_owner
 from mailer.errors import (
     AmbiguousSendError,
@@ -143,7 +143,7 @@ def fail_remaining(spec: BatchSpec, error: str) -> int:
                     Delivery.purpose == spec.purpose,
                     Delivery.belongs_to == spec.belongs_to,
                     id_in(session, Delivery.recipient_id, spec.recipient_ids),
-                    Delivery.state == DeliveryState.PENDING,
+                    state_is(Delivery.state, DeliveryState.PENDING),
                 )
             )
         )
@@ -253,7 +253,7 @@ def _take_into_flight(
                 sa.update(Delivery)
                 .where(
                     id_in(session, Delivery.id, chunk),
-                    Delivery.state == DeliveryState.PENDING,
+                    state_is(Delivery.state, DeliveryState.PENDING),
                     gate.allowed_now(
                         Delivery.recipient_id,
                         Delivery.purpose,
@@ -271,7 +271,7 @@ def _regate(session: Session, spec: BatchSpec, delivery_ids: list[int], outcome:
     """Sends that could not be taken into flight: refused by the gate just now, or taken by another."""
     rows = session.execute(
         sa.select(Delivery.id, Delivery.recipient_id).where(
-            id_in(session, Delivery.id, delivery_ids), Delivery.state == DeliveryState.PENDING
+            id_in(session, Delivery.id, delivery_ids), state_is(Delivery.state, DeliveryState.PENDING)
         )
     ).all()
     verdicts = gate.check(
@@ -336,7 +336,7 @@ def _update_where(session: Session, ids: Sequence[int], from_state: DeliveryStat
     for chunk in in_chunks(list(ids), gate.GATE_CHUNK):
         result = session.execute(
             sa.update(Delivery)
-            .where(id_in(session, Delivery.id, chunk), Delivery.state == from_state)
+            .where(id_in(session, Delivery.id, chunk), state_is(Delivery.state, from_state))
             .values(**values)
             .execution_options(synchronize_session=False)
         )
