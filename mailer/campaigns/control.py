@@ -32,7 +32,7 @@ from mailer.campaigns.models import (
     belongs_to,
 )
 from mailer.config import get_settings
-from mailer.db import id_in, in_chunks, session_scope, utcnow
+from mailer.db import id_in, in_chunks, session_scope, state_is, utcnow
 from mailer.errors import InvalidInput, NotFound, WrongCampaignState
 from mailer.models import Delivery, DeliveryState, Recipient
 from mailer.purposes import get_purpose
@@ -468,7 +468,7 @@ def cancel_batch(session: Session, batch_id: int, *, now: dt.datetime | None = N
             Delivery.purpose == campaign.purpose,
             Delivery.belongs_to == key,
             id_in(session, Delivery.recipient_id, ids),
-            Delivery.state == DeliveryState.PENDING,
+            state_is(Delivery.state, DeliveryState.PENDING),
         )
         .values(state=DeliveryState.SKIPPED, skip_reason=CAMPAIGN_CANCELLED, finished_at=now)
         .execution_options(synchronize_session=False)
