@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 #: Debian's Chromium drives the end-to-end browser test (Playwright never downloads a browser here).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo test lint messages bench clean browser bench-web bench-digests
+.PHONY: demo test lint messages bench clean browser bench-web bench-digests bench-campaigns
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ messages: $(STAMP)
 	$(BIN)/pybabel update -i mailer/locale/messages.pot -d mailer/locale \
 	  --width 100 --ignore-obsolete --no-fuzzy-matching
 
+## Every benchmark; each prints its figures beside a baseline measured in the same run.
+bench: bench-web bench-digests bench-campaigns
+
 ## Web process: one-click and webhook latency against GET /healthz; applying events against INSERT.
 bench-web: $(STAMP)
 	$(BIN)/python tests/bench/bench_web.py
@@ -54,6 +57,11 @@ bench-web: $(STAMP)
 ## Redis, 2 worker processes, the fake SendGrid (BENCH_ARGS="--recipients 2000" for a short run).
 bench-digests: $(STAMP)
 	$(BIN)/python -m tests.bench.bench_digests $(BENCH_ARGS)
+
+## Campaign benchmark: 1,000,000 recipients on PostgreSQL + Redis, 2 worker processes, vs the naive
+## design on 20,000 (BENCH_ARGS="--recipients 20000 --naive-sample 1000" for a quick run).
+bench-campaigns: $(STAMP)
+	$(BIN)/python -m tests.bench.campaigns $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

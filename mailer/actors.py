@@ -8,9 +8,23 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from mailer import delivery, emails  # noqa: F401  (emails registers the kinds)
+from mailer.alerts import digests as alert_digests  # registers the tender_digest kind
+from mailer.alerts import inbox as alert_inbox
 from mailer.batch import BatchSpec
-from mailer.broker import DELIVERY_QUEUE, MAINTENANCE_QUEUE, PROVIDER_EVENTS_QUEUE, broker  # noqa: F401  (set first)
+from mailer.broker import (  # noqa: F401  (broker: set before any actor is declared)
+    CAMPAIGN_QUEUE,
+    DELIVERY_QUEUE,
+    MAINTENANCE_QUEUE,
+    PROVIDER_EVENTS_QUEUE,
+    broker,
+)
+from mailer.campaigns import batches as campaign_batches  # registers the campaign kind
+from mailer.campaigns import control as campaign_control
+from mailer.errors import MailerError
 from mailer.provider_events import service as provider_events
+
+# Importing mailer.broker chose the broker from the configuration, before any actor below is
+# declared; the services imported above declare none.
 
 log = logging.getLogger(__name__)
 
@@ -142,10 +156,6 @@ def sweep_provider_events() -> None:
 
 # -- Tender alerts: digest runs and the site's batches ------------------------------------------
 
-from mailer.alerts import digests as alert_digests  # noqa: E402  (registers the tender_digest kind)
-from mailer.alerts import inbox as alert_inbox  # noqa: E402
-from mailer.errors import MailerError  # noqa: E402
-
 #: Planning a window is one transaction: a failure (database restart) leaves nothing behind, so a
 #: retry starts over; five retries with backoff from 30 s ride out a few minutes of trouble.
 DIGEST_RUN_MAX_RETRIES = 5
@@ -195,3 +205,62 @@ def import_search_batch(file_name: str) -> None:
     log.info(
         "search batch: %d created, %d updated, %d unchanged", result.created, result.updated, result.unchanged
     )
+
+
+# -- Campaigns (mailer/campaigns/): their own lane, so tender alerts never wait behind them.
+
+#: A batch pass that raises (database unreachable, a bug) is retried with backoff from 10 s to
+#: 10 min; SendGrid trouble does not raise (the batch re-queues itself and the error budget
+#: decides). Past the retries the batch's lease runs out and the sweep queues it again, until
+#: control.MAX_BATCH_ATTEMPTS pauses the campaign with the error.
+CAMPAIGN_BATCH_MAX_RETRIES = 5
+CAMPAIGN_BATCH_MIN_BACKOFF_MS = 10_000
+CAMPAIGN_BATCH_MAX_BACKOFF_MS = 600_000
+#: A batch of 1000 takes about a second; a pass stuck this long is abandoned and retried.
+CAMPAIGN_BATCH_TIME_LIMIT_MS = 600_000
+
+
+@dramatiq.actor(
+    queue_name=CAMPAIGN_QUEUE,
+    max_retries=CAMPAIGN_BATCH_MAX_RETRIES,
+    min_backoff=CAMPAIGN_BATCH_MIN_BACKOFF_MS,
+    max_backoff=CAMPAIGN_BATCH_MAX_BACKOFF_MS,
+    time_limit=CAMPAIGN_BATCH_TIME_LIMIT_MS,
+)
+def send_campaign_batch(batch_id: int) -> None:
+    """Send one campaign batch (paced, gated at send time, never twice); then queue the next ones."""
+    step = campaign_batches.run(batch_id)
+    if step.again_in_ms is not None:
+        send_campaign_batch.send_with_options(args=(batch_id,), delay=step.again_in_ms)
+    enqueue_campaign_batches(step.release)
+
+
+#: Starting resolves the audience in one transaction: safe to retry a few times.
+@dramatiq.actor(queue_name=CAMPAIGN_QUEUE, max_retries=3, time_limit=CAMPAIGN_BATCH_TIME_LIMIT_MS)
+def start_campaign(campaign_id: int) -> None:
+    """Start a scheduled campaign at its send time: resolve its audience, queue its first batches."""
+    enqueue_campaign_batches(campaign_control.start(campaign_id))
+
+
+@dramatiq.actor(queue_name=MAINTENANCE_QUEUE, max_retries=0)
+def sweep_campaigns() -> None:
+    """Start due campaigns, queue again batches lost with the broker, close cancelled ones.
+
+    Not retried: the next scheduled sweep does the same work.
+    """
+    result = campaign_control.sweep()
+    enqueue_campaign_batches(result.requeue)
+    log.info(
+        "campaign sweep: %d started, %d lost batches queued again, %d batches queued, %d completed",
+        len(result.started),
+        result.lost,
+        len(result.requeue),
+        len(result.completed),
+    )
+
+
+def enqueue_campaign_batches(batch_ids: list[int]) -> int:
+    """Send one message per campaign batch (ids only)."""
+    for batch_id in batch_ids:
+        send_campaign_batch.send(batch_id)
+    return len(batch_ids)

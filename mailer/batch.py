@@ -18,6 +18,10 @@ class BatchSpec:
     #: What the sends are: ``campaign:42``, ``digest:daily:2026-11-26``, ``test:<uuid>``.
     belongs_to: str
     recipient_ids: tuple[int, ...]
+    #: Partner offers about one partner: the partner list versions naming it; the gate then
+    #: requires consent given for one of them. Not carried in message arguments: the campaign
+    #: actor rebuilds it from the campaign.
+    partner_list_versions: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if len(self.recipient_ids) > MAX_BATCH_SIZE:

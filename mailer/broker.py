@@ -23,6 +23,8 @@ DELIVERY_QUEUE = "deliveries"
 MAINTENANCE_QUEUE = "maintenance"
 #: Provider webhook batches: unsubscribes and complaints must not wait behind a campaign.
 PROVIDER_EVENTS_QUEUE = "provider_events"
+#: Campaign batches: their own lane, so a million-recipient campaign never delays tender alerts.
+CAMPAIGN_QUEUE = "campaigns"
 
 #: How long the embedded worker waits for the queues to drain (ms): covers a few 429 retries.
 EMBEDDED_JOIN_TIMEOUT_MS = 600_000

@@ -73,6 +73,31 @@ class Settings(BaseSettings):
     #: Where NouMa's site drops tender and saved-search batches for the import actors.
     import_dir: Path = DEFAULT_VAR_DIR / "import"
 
+    # Campaigns (mailer/campaigns/).
+    #: Recipients per campaign batch (one Dramatiq message, one gate query, one request per locale).
+    campaign_batch_size: int = Field(default=1000, ge=1, le=1000)
+    #: Campaign mails per second, held across every worker by the Redis rate limiter.
+    campaign_rate_per_second: int = Field(default=1000, ge=1)
+    #: Campaign mails per hour across every worker; 0: no hourly limit.
+    campaign_rate_per_hour: int = Field(default=0, ge=0)
+    #: Batches of one campaign queued or running at once; more are released as these finish.
+    campaign_batches_in_flight: int = Field(default=32, ge=1)
+    #: A queued or running batch not finished after this long was lost with the broker: re-queued.
+    campaign_batch_lease_seconds: int = Field(default=300, ge=1)
+    #: Failed sends in a row (no success between) after which a campaign pauses: five full
+    #: batches, so one request lost on the way (recorded unknown) does not stop a campaign.
+    campaign_error_budget: int = Field(default=5000, ge=1)
+    #: Marketing mails (every campaign together) a recipient may get per period; 0: no cap.
+    frequency_cap: int = Field(default=2, ge=0)
+    frequency_cap_days: int = Field(default=7, ge=1)
+    #: The complaint breaker judges the last this many deliveries of a marketing purpose...
+    breaker_window: int = Field(default=1000, ge=1)
+    #: ...once at least this many exist...
+    breaker_min_deliveries: int = Field(default=100, ge=1)
+    #: ...and pauses that purpose's campaigns above these rates (Gmail and Yahoo: 0.1% complaints).
+    breaker_complaint_rate: float = Field(default=0.001, ge=0, le=1)
+    breaker_bounce_rate: float = Field(default=0.02, ge=0, le=1)
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Engine
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from mailer.config import get_settings
@@ -145,7 +146,55 @@ def dispose_engines() -> None:
         _sessionmakers.clear()
 
 
+def id_in(session: Session, column: Any, ids: Iterable[int]) -> sa.ColumnElement[bool]:
+    """``column IN (ids)`` for up to a batch of ids; one array parameter on PostgreSQL.
+
+    A thousand-placeholder IN list is rendered by SQLAlchemy and parsed by psycopg on every call
+    (psycopg caches only short statements): ~8 ms of CPU each. ``= ANY(%(ids)s)`` is one short,
+    cached statement carrying one array.
+    """
+    values = list(ids)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == sa.any_(sa.literal(values, type_=ARRAY(sa.BigInteger())))
+    return column.in_(values)
+
+
+def state_is(column: Any, value: str) -> sa.ColumnElement[bool]:
+    """``column = value`` for a row already found by id, kept out of the planner's index choice.
+
+    Every send passes through pending and sending: until vacuum runs, the state index holds an
+    entry per past row version, a million after a large campaign. Offered ``state = 'pending'``
+    beside a list of ids, PostgreSQL scanned those (bitmap scans never skip dead entries): 60 to
+    80 ms a statement instead of a thousand primary-key lookups. ``state || ''`` is the same test
+    that no index matches.
+    """
+    return column.op("||", return_type=sa.String())(sa.literal("", sa.String())) == sa.literal(
+        str(value), sa.String()
+    )
+
+
 def in_chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     """Consecutive slices of at most ``size`` items (bound-parameter limits, batch sizes)."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+class json_array_values(sa.sql.functions.GenericFunction[Any]):
+    """The text values of a JSON array column, as rows of one ``value`` column (set-returning).
+
+    SQLite: ``json_each``; PostgreSQL: ``jsonb_array_elements_text``. Both may name a column of a
+    table listed before them in FROM, so ``FROM t, json_array_values(t.col)`` unnests each row.
+    """
+
+    name = "json_array_values"
+    inherit_cache = True
+
+
+@compiles(json_array_values, "sqlite")
+def _json_array_values_sqlite(element: json_array_values, compiler: Any, **kw: Any) -> str:
+    return f"json_each({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(json_array_values, "postgresql")
+def _json_array_values_postgresql(element: json_array_values, compiler: Any, **kw: Any) -> str:
+    return f"jsonb_array_elements_text({compiler.process(element.clauses, **kw)})"

@@ -31,8 +31,8 @@ from sqlalchemy.orm import Session
 from mailer import gate
 from mailer.batch import BatchSpec, split
 from mailer.config import get_settings
-from mailer.db import in_chunks, session_scope, utcnow
-from mailer.emails import Addressed, RecipientView, composer_for
+from mailer.db import id_in, in_chunks, session_scope, state_is, utcnow
+from mailer.emails import Addressed, RecipientView, composer_for, kinds_requeued_by_their_owner
 from mailer.errors import (
     AmbiguousSendError,
     PermanentSendError,
@@ -80,7 +80,9 @@ def deliver_batch(
         return outcome
 
     with session_scope(readonly=True) as session:
-        verdicts = gate.check(session, spec.purpose, list(pending.values()))
+        verdicts = gate.check(
+            session, spec.purpose, list(pending.values()), partner_list_versions=spec.partner_list_versions
+        )
         allowed = {d: r for d, r in pending.items() if verdicts[r] is None}
         views = _recipient_views(session, allowed.values())
         composition = composer.compose(
@@ -95,10 +97,12 @@ def deliver_batch(
     if not messages:
         return outcome
     with session_scope() as session:
-        in_flight = _take_into_flight(session, [d for m in messages for d in m.delivery_ids])
+        in_flight = _take_into_flight(
+            session, [d for m in messages for d in m.delivery_ids], spec.partner_list_versions
+        )
         missed = [d for m in messages for d in m.delivery_ids if d not in in_flight]
         if missed:
-            _regate(session, spec.purpose, missed, outcome)
+            _regate(session, spec, missed, outcome)
 
     backend = backend or get_backend()
     queue = [_only(m, in_flight) for m in messages]
@@ -138,8 +142,8 @@ def fail_remaining(spec: BatchSpec, error: str) -> int:
                 sa.select(Delivery.id).where(
                     Delivery.purpose == spec.purpose,
                     Delivery.belongs_to == spec.belongs_to,
-                    Delivery.recipient_id.in_(spec.recipient_ids),
-                    Delivery.state == DeliveryState.PENDING,
+                    id_in(session, Delivery.recipient_id, spec.recipient_ids),
+                    state_is(Delivery.state, DeliveryState.PENDING),
                 )
             )
         )
@@ -162,22 +166,26 @@ def _claim(session: Session, spec: BatchSpec, outcome: BatchOutcome) -> dict[int
         sa.literal(DeliveryState.PENDING.value),
         sa.literal(0),
         sa.literal(now, type_=Delivery.__table__.c.created_at.type),
-    ).where(Recipient.id.in_(recipient_ids))
-    session.execute(
+    ).where(id_in(session, Recipient.id, recipient_ids))
+    inserted = session.execute(
         insert(Delivery)
         .from_select(
             ["purpose", "belongs_to", "recipient_id", "kind", "state", "attempts", "created_at"],
             source,
         )
         .on_conflict_do_nothing(index_elements=["purpose", "belongs_to", "recipient_id"])
-    )
-    rows = session.execute(
-        sa.select(Delivery.id, Delivery.recipient_id, Delivery.state).where(
-            Delivery.purpose == spec.purpose,
-            Delivery.belongs_to == spec.belongs_to,
-            Delivery.recipient_id.in_(recipient_ids),
-        )
+        .returning(Delivery.id, Delivery.recipient_id, Delivery.state)
     ).all()
+    rows = inserted
+    if len(inserted) < len(recipient_ids):
+        # Some keys existed already (a redelivered message, a resumed batch): read them all back.
+        rows = session.execute(
+            sa.select(Delivery.id, Delivery.recipient_id, Delivery.state).where(
+                Delivery.purpose == spec.purpose,
+                Delivery.belongs_to == spec.belongs_to,
+                id_in(session, Delivery.recipient_id, recipient_ids),
+            )
+        ).all()
     pending = {row.id: row.recipient_id for row in rows if row.state == DeliveryState.PENDING}
     outcome.claimed = len(pending)
     outcome.already_done = len(rows) - len(pending)
@@ -195,7 +203,7 @@ def _recipient_views(session: Session, recipient_ids: Iterable[int]) -> dict[int
     rows = session.execute(
         sa.select(
             Recipient.id, Recipient.address, Recipient.name, Recipient.locale, Recipient.time_zone
-        ).where(Recipient.id.in_(list(recipient_ids)), Recipient.state == AccountState.ACTIVE)
+        ).where(id_in(session, Recipient.id, recipient_ids), Recipient.state == AccountState.ACTIVE)
     )
     return {
         r.id: RecipientView(r.id, r.address, r.name, r.locale or default_locale, r.time_zone)
@@ -233,7 +241,9 @@ def _fail_pending(session: Session, errors: dict[int, str], outcome: BatchOutcom
         )
 
 
-def _take_into_flight(session: Session, delivery_ids: list[int]) -> set[int]:
+def _take_into_flight(
+    session: Session, delivery_ids: list[int], partner_list_versions: tuple[str, ...] | None = None
+) -> set[int]:
     """Move pending sends that still pass the gate to ``sending``, atomically; return the ones won."""
     won: set[int] = set()
     now = utcnow()
@@ -242,9 +252,13 @@ def _take_into_flight(session: Session, delivery_ids: list[int]) -> set[int]:
             session.scalars(
                 sa.update(Delivery)
                 .where(
-                    Delivery.id.in_(chunk),
-                    Delivery.state == DeliveryState.PENDING,
-                    gate.allowed_now(Delivery.recipient_id, Delivery.purpose),
+                    id_in(session, Delivery.id, chunk),
+                    state_is(Delivery.state, DeliveryState.PENDING),
+                    gate.allowed_now(
+                        Delivery.recipient_id,
+                        Delivery.purpose,
+                        partner_list_versions=partner_list_versions,
+                    ),
                 )
                 .values(state=DeliveryState.SENDING, sending_at=now)
                 .returning(Delivery.id)
@@ -253,14 +267,19 @@ def _take_into_flight(session: Session, delivery_ids: list[int]) -> set[int]:
     return won
 
 
-def _regate(session: Session, purpose: str, delivery_ids: list[int], outcome: BatchOutcome) -> None:
+def _regate(session: Session, spec: BatchSpec, delivery_ids: list[int], outcome: BatchOutcome) -> None:
     """Sends that could not be taken into flight: refused by the gate just now, or taken by another."""
     rows = session.execute(
         sa.select(Delivery.id, Delivery.recipient_id).where(
-            Delivery.id.in_(delivery_ids), Delivery.state == DeliveryState.PENDING
+            id_in(session, Delivery.id, delivery_ids), state_is(Delivery.state, DeliveryState.PENDING)
         )
     ).all()
-    verdicts = gate.check(session, purpose, [r.recipient_id for r in rows])
+    verdicts = gate.check(
+        session,
+        spec.purpose,
+        [r.recipient_id for r in rows],
+        partner_list_versions=spec.partner_list_versions,
+    )
     # A send the gate allows again (consent re-granted within the same instant) stays pending for
     # the sweep to queue again, rather than being recorded with a reason that no longer holds.
     reasons = {r.id: verdicts[r.recipient_id] for r in rows}
@@ -317,7 +336,7 @@ def _update_where(session: Session, ids: Sequence[int], from_state: DeliveryStat
     for chunk in in_chunks(list(ids), gate.GATE_CHUNK):
         result = session.execute(
             sa.update(Delivery)
-            .where(Delivery.id.in_(chunk), Delivery.state == from_state)
+            .where(id_in(session, Delivery.id, chunk), state_is(Delivery.state, from_state))
             .values(**values)
             .execution_options(synchronize_session=False)
         )
@@ -357,6 +376,8 @@ def sweep(now: dt.datetime | None = None) -> SweepResult:
             .where(
                 Delivery.state == DeliveryState.PENDING,
                 sa.func.coalesce(Delivery.sending_at, Delivery.created_at) < cutoff,
+                # Campaign batches are queued again by the campaign sweep, which honours pauses.
+                Delivery.kind.not_in(sorted(kinds_requeued_by_their_owner())),
             )
             .order_by(Delivery.kind, Delivery.purpose, Delivery.belongs_to, Delivery.recipient_id)
         ).all()

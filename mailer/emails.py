@@ -70,13 +70,25 @@ ContextBuilder = Callable[
 ]
 
 _composers: dict[str, Composer] = {}
+_requeued_by_owner: set[str] = set()
 
 
-def register(kind: str, composer: Composer) -> None:
-    """Make a kind sendable; a kind is registered once."""
+def register(kind: str, composer: Composer, *, requeued_by_owner: bool = False) -> None:
+    """Make a kind sendable; a kind is registered once.
+
+    ``requeued_by_owner``: the kind's own sweep queues its lost sends again (campaigns, which may
+    be paused); the delivery sweep then leaves its pending sends alone.
+    """
     if kind in _composers and _composers[kind] is not composer:
         raise ValueError(f"e-mail kind {kind!r} is registered twice")
     _composers[kind] = composer
+    if requeued_by_owner:
+        _requeued_by_owner.add(kind)
+
+
+def kinds_requeued_by_their_owner() -> frozenset[str]:
+    """Kinds whose pending sends the delivery sweep must not queue again."""
+    return frozenset(_requeued_by_owner)
 
 
 def composer_for(kind: str) -> Composer:

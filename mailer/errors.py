@@ -82,3 +82,14 @@ class AmbiguousSendError(SendError):
     The provider may have accepted it; sending again could send twice, so the delivery is
     recorded ``unknown`` and settled later by provider events.
     """
+
+
+class KeyRefused(TransientSendError):
+    """Raised for a campaign when SendGrid refuses the API key (401/403): the campaign pauses.
+
+    Not the recipients' fault: their sends go back to pending and go out after ``resume``.
+    """
+
+
+class WrongCampaignState(InvalidInput):
+    """Raised when a campaign command does not apply in the campaign's current state."""

@@ -7,13 +7,13 @@ delivery into flight re-checks it atomically (a withdrawal committed a milliseco
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from mailer.addresses import address_hash, normalise_address
-from mailer.db import in_chunks
+from mailer.db import id_in, in_chunks
 from mailer.errors import InvalidAddress
 from mailer.models import AccountState, Consent, Recipient, Suppression
 from mailer.purposes import ALL_PURPOSES, get_purpose
@@ -27,6 +27,8 @@ UNKNOWN_RECIPIENT = "unknown_recipient"
 INVALID_ADDRESS = "invalid_address"
 SUPPRESSED = "suppressed"  # recorded as "suppressed:<reason>"
 NO_CONSENT = "no_consent"
+#: Consent to partner offers given for a partner list that does not name the campaign's partner.
+PARTNER_NOT_COVERED = "partner_not_covered"
 
 
 def suppressed(reason: str) -> str:
@@ -34,9 +36,20 @@ def suppressed(reason: str) -> str:
     return f"{SUPPRESSED}:{reason}"
 
 
-def check(session: Session, purpose: str, recipient_ids: Sequence[int]) -> dict[int, str | None]:
-    """For each recipient: None when the purpose may be sent to it now, else the skip reason."""
+def check(
+    session: Session,
+    purpose: str,
+    recipient_ids: Sequence[int],
+    *,
+    partner_list_versions: Collection[str] | None = None,
+) -> dict[int, str | None]:
+    """For each recipient: None when the purpose may be sent to it now, else the skip reason.
+
+    ``partner_list_versions``: when given, the consent must have been given for one of these
+    partner list versions (those that name the partner a mail is about).
+    """
     get_purpose(purpose)
+    versions = None if partner_list_versions is None else frozenset(partner_list_versions)
     verdicts: dict[int, str | None] = {rid: UNKNOWN_RECIPIENT for rid in recipient_ids}
     for chunk in in_chunks(list(dict.fromkeys(recipient_ids)), GATE_CHUNK):
         rows = session.execute(
@@ -45,6 +58,7 @@ def check(session: Session, purpose: str, recipient_ids: Sequence[int]) -> dict[
                 Recipient.state,
                 Recipient.address,
                 Consent.granted,
+                Consent.partner_list_version,
                 Suppression.reason,
             )
             .select_from(Recipient)
@@ -54,7 +68,7 @@ def check(session: Session, purpose: str, recipient_ids: Sequence[int]) -> dict[
                 (Suppression.address_hash == Recipient.address_hash)
                 & Suppression.scope.in_((purpose, ALL_PURPOSES)),
             )
-            .where(Recipient.id.in_(chunk))
+            .where(id_in(session, Recipient.id, chunk))
             .order_by(Recipient.id, Suppression.created_at, Suppression.id)
         )
         seen: set[int] = set()
@@ -63,6 +77,8 @@ def check(session: Session, purpose: str, recipient_ids: Sequence[int]) -> dict[
                 continue
             seen.add(row.id)
             verdicts[row.id] = _verdict(row.state, row.address, row.granted, row.reason)
+            if verdicts[row.id] is None and versions is not None and row.partner_list_version not in versions:
+                verdicts[row.id] = PARTNER_NOT_COVERED
     return verdicts
 
 
@@ -119,9 +135,17 @@ def check_addresses(session: Session, purpose: str, addresses: Sequence[str]) ->
 
 
 def allowed_now(
-    recipient_id: InstrumentedAttribute[int], purpose: InstrumentedAttribute[str]
+    recipient_id: InstrumentedAttribute[int],
+    purpose: InstrumentedAttribute[str],
+    *,
+    partner_list_versions: Collection[str] | None = None,
 ) -> sa.ColumnElement[bool]:
     """The gate as a SQL predicate over a recipient id and purpose column (same rule as check)."""
+    covered = (
+        sa.true()
+        if partner_list_versions is None
+        else Consent.partner_list_version.in_(sorted(partner_list_versions))
+    )
     active = sa.exists().where(
         Recipient.id == recipient_id,
         Recipient.state == AccountState.ACTIVE,
@@ -131,6 +155,7 @@ def allowed_now(
         Consent.recipient_id == recipient_id,
         Consent.purpose == purpose,
         Consent.granted.is_(True),
+        covered,
     )
     opposed = sa.exists().where(
         Recipient.id == recipient_id,

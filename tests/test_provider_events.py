@@ -395,3 +395,40 @@ def test_events_with_nul_and_lone_surrogates_are_stored(db):
     with session_scope(readonly=True) as session:
         (stored,) = session.scalars(sa.select(DeliveryEvent))
         assert stored.payload["reason"] == "a\ufffdb"
+
+
+def test_spam_reports_applied_from_the_webhook_pause_running_campaigns_of_that_purpose(
+    db, tmp_path, monkeypatch
+):
+    from mailer.campaigns.models import CampaignState, PauseCause
+    from tests.campaign_helpers import campaign, new_campaign, queue_and_start
+
+    monkeypatch.setenv("MAILER_BREAKER_MIN_DELIVERIES", "10")
+    reset_process_state()
+    # Given a running nouma_offers campaign and 20 nouma_offers deliveries that left us
+    with session_scope() as session:
+        recipients = [consenting_recipient(session, f"reader{n}@example.com") for n in range(20)]
+    offers = new_campaign(tmp_path / "offers")
+    queue_and_start(offers)
+    with session_scope() as session:
+        session.execute(
+            sa.insert(Delivery),
+            [
+                {
+                    "purpose": "nouma_offers",
+                    "belongs_to": "campaign:0",
+                    "recipient_id": rid,
+                    "kind": "campaign",
+                    "state": "sent",
+                }
+                for rid in recipients
+            ],
+        )
+        ids = list(session.scalars(sa.select(Delivery.id).where(Delivery.belongs_to == "campaign:0")))
+    # When SendGrid reports one spam complaint (1 in 20: far above 0.1%)
+    outcome = apply(event("spamreport", ids[0], 1, email="reader0@example.com"))
+    # Then the campaign is paused by the breaker in the same pass, with the figures as its reason
+    assert outcome.purposes_hit == {"nouma_offers"}
+    paused = campaign(offers)
+    assert (paused.state, paused.paused_by) == (CampaignState.PAUSED, PauseCause.COMPLAINT_BREAKER)
+    assert "spam complaints at 5.00% of the last 20 deliveries" in paused.pause_reason

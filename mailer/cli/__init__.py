@@ -10,6 +10,7 @@ import click
 from mailer.cli import (  # noqa: F401
     alerts,
     audit,
+    campaign,
     consent,
     db,
     deliveries,

@@ -12,7 +12,12 @@ from mailer.config import get_settings
 HERE = Path(__file__).parent
 
 #: Every module that declares tables; Alembic and the tests load them all.
-MODEL_MODULES = ("mailer.models", "mailer.provider_events.models", "mailer.alerts.models")
+MODEL_MODULES = (
+    "mailer.models",
+    "mailer.provider_events.models",
+    "mailer.alerts.models",
+    "mailer.campaigns.models",
+)
 
 
 def load_models() -> None:

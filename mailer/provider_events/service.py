@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from mailer import consent
 from mailer.addresses import address_hash, normalise_address
+from mailer.campaigns import breaker
 from mailer.config import get_settings
 from mailer.db import in_chunks, session_scope, utcnow
 from mailer.errors import InvalidAddress
@@ -335,6 +336,12 @@ def apply_batch(batch_id: int) -> ApplyOutcome | None:
             log.error("webhook batch %d could not be read: %s", batch_id, error)
             return ApplyOutcome()
         outcome = apply_events(session, events)
+        # New complaints or bounces: a marketing purpose past its rates pauses its campaigns now,
+        # in the transaction that recorded them (tender alerts are never paused).
+        for purpose in sorted(outcome.purposes_hit):
+            paused = breaker.check(session, purpose)
+            if paused:
+                log.warning("complaint breaker paused %s campaigns %s", purpose, paused)
         batch.applied_at = utcnow()
         batch.outcome = outcome.as_dict()
     return outcome

@@ -32,6 +32,8 @@ SCHEMA_PATH = SHARED_DATA / "sendgrid" / "mail_send_request_schema.resolved.json
 MAX_BODY_BYTES = 30 * 1024 * 1024
 MAX_PERSONALIZATIONS = 1000
 MAX_CUSTOM_ARGS_BYTES = 10_000
+#: Seconds an idle keep-alive connection stays open (past the client pool's 5 s expiry).
+KEEP_ALIVE_SECONDS = 60
 
 
 def load_validator() -> Any:
@@ -178,8 +180,15 @@ class FakeSendGrid:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
         self.port = sock.getsockname()[1]
+        # Keep-alive like a real API front end (uvicorn's own default is 5 s, the very expiry of
+        # httpx's pool: an idle connection then races the server's close and the send is lost).
         config = uvicorn.Config(
-            self.app, log_level="error", lifespan="off", access_log=False, interface="asgi3"
+            self.app,
+            log_level="error",
+            lifespan="off",
+            access_log=False,
+            interface="asgi3",
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -1,7 +1,7 @@
 """tender alerts: tenders and their contact keys, saved searches, geolocation consent, digest runs
 
-Revision ID: 0002_alerts
-Revises: 0004_web
+Revision ID: 0003_alerts
+Revises: 0002_web
 Create Date: 2026-11-26 09:31:10.404720
 """
 
@@ -13,8 +13,8 @@ from sqlalchemy.dialects import postgresql
 
 import mailer.db
 
-revision = "0002_alerts"
-down_revision = "0004_web"
+revision = "0003_alerts"
+down_revision = "0002_web"
 branch_labels = None
 depends_on = None
 

@@ -1,6 +1,6 @@
 """web: stored SendGrid webhook batches
 
-Revision ID: 0004_web
+Revision ID: 0002_web
 Revises: 0001
 Create Date: 2026-11-26 09:31:22.204408
 """
@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql
 
 import mailer.db
 
-revision = "0004_web"
+revision = "0002_web"
 down_revision = "0001"
 branch_labels = None
 depends_on = None

@@ -1,0 +1,487 @@
+"""``mailer campaign``: marketing campaigns, from writing to watching them go out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import click
+from rich.console import Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from mailer.cli.base import console, console_err, mailer, operator
+from mailer.config import SUPPORTED_LOCALES
+from mailer.db import session_scope, utcnow
+from mailer.errors import InvalidInput
+
+#: A --send-at without a zone is read in the marketing team's zone.
+LOCAL_ZONE = ZoneInfo("Europe/Paris")
+#: Seconds between two refreshes of ``status --watch``.
+WATCH_INTERVAL = 1.0
+
+
+def _when(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected a date and time such as 2026-12-01T09:00") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=LOCAL_ZONE)
+    return when.astimezone(dt.UTC)
+
+
+def _enqueue(batch_ids: list[int]) -> None:
+    from mailer import actors
+    from mailer.broker import embedded_worker
+
+    with embedded_worker():
+        actors.enqueue_campaign_batches(batch_ids)
+
+
+@mailer.group()
+def campaign() -> None:
+    """Marketing campaigns (nouma_offers, partner_offers): write, preview, test, queue, watch."""
+
+
+@campaign.command()
+@click.option("--purpose", type=click.Choice(["nouma_offers", "partner_offers"]), required=True)
+@click.option("--name", required=True, help="What the marketing team calls it (not shown to recipients).")
+@click.option(
+    "--content",
+    "content_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="DIR/<locale>/{subject.txt,body.html,body.txt}; fr required, en optional.",
+)
+@click.option("--partner", help="partner_offers: the partner the offer is from.")
+@click.option("--partner-list", "partner_list", help="Partner list version naming it (default: the latest).")
+@click.option(
+    "--audience", help='Narrow the audience, e.g. \'locale == "fr" and signed_up >= "2025-01-01"\'.'
+)
+@click.option("--send-at", help="Start at this time (ISO 8601; Europe/Paris when no zone is given).")
+def create(
+    purpose: str,
+    name: str,
+    content_dir: Path,
+    partner: str | None,
+    partner_list: str | None,
+    audience: str | None,
+    send_at: str | None,
+) -> None:
+    """Create a campaign from a content folder; its templates are checked now, not mid-send.
+
+    The templates run in a sandbox with these variables: first_name, greeting, unsubscribe_url,
+    preferences_url (per recipient), locale, partner_name, purpose_label, campaign_name. A
+    syntax error, an unknown variable or an unsafe construct is refused with its file and line.
+    Audience attributes: locale, time_zone, signed_up, consents (and department, region from
+    saved searches where available).
+
+    \b
+    Example:
+      mailer campaign create --purpose nouma_offers --name "Offre de Noël" --content ./noel \\
+        --audience 'locale == "fr"' --send-at 2026-12-01T09:00
+      mailer campaign create --purpose partner_offers --partner Acme --name "Acme" --content ./acme
+    """
+    from mailer.campaigns import audience as audiences
+    from mailer.campaigns import content, control
+
+    when = _when(send_at)
+    if when is not None and when <= utcnow():
+        raise click.BadParameter("is in the past", param_hint="--send-at")
+    contents = content.read_content_dir(content_dir)
+    with session_scope() as session:
+        created = control.create(
+            session,
+            name=name,
+            purpose=purpose,
+            contents=contents,
+            partner=partner,
+            partner_list_version=partner_list,
+            audience_expression=audience,
+            send_at=when,
+            created_by=operator(),
+        )
+        versions = control.covering_versions(session, created.partner) if created.partner else None
+        size = audiences.count(session, purpose, created.audience, partner_list_versions=versions)
+        console.print(
+            f"campaign {created.id} created ({', '.join(sorted(contents))}); about {size:,} recipients "
+            "today (resolved when it starts)"
+        )
+        console.print(f"next: mailer campaign preview {created.id}; mailer campaign queue {created.id}")
+
+
+@campaign.command()
+@click.argument("campaign_id", type=int)
+@click.option("--locale", type=click.Choice(SUPPORTED_LOCALES), default="fr", show_default=True)
+@click.option("--recipient", "address", help="Render with this recipient's own name and links.")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("var/preview"),
+    show_default=True,
+    help="Folder the files are written to.",
+)
+def preview(campaign_id: int, locale: str, address: str | None, output: Path) -> None:
+    """Render a campaign as a recipient gets it and write the HTML and text parts to files.
+
+    \b
+    Example:
+      mailer campaign preview 12 --locale en --recipient marie@example.com
+    """
+    from mailer import recipients
+    from mailer.campaigns import composer, content
+    from mailer.outbox import substitute
+    from mailer.suppression.tokens import preferences_url, unsubscribe_url
+
+    with session_scope(readonly=True) as session:
+        snapshot = composer.load(session, campaign_id)
+        if address is not None:
+            person = recipients.get(session, address)
+            used_locale = composer.content_locale(snapshot, person.locale)
+            values = content.recipient_values(
+                used_locale,
+                person.name,
+                unsubscribe_url(person.id, snapshot.purpose),
+                preferences_url(person.id),
+            )
+        else:
+            used_locale = composer.content_locale(snapshot, locale)
+            values = content.sample_values(used_locale, "Marie Dupont")
+    if used_locale != (locale if address is None else used_locale):
+        console_err.print(f"no {locale} content: showing {used_locale}")
+    mail = composer.rendered(snapshot, used_locale)
+    subs = mail.substitutions_for(values)
+    output.mkdir(parents=True, exist_ok=True)
+    stem = output / f"campaign-{campaign_id}-{used_locale}"
+    html_path, text_path = stem.with_suffix(".html"), stem.with_suffix(".txt")
+    html_path.write_text(substitute(mail.html, subs), encoding="utf-8")
+    subject = substitute(mail.subject, subs)
+    text_path.write_text(f"Subject: {subject}\n\n{substitute(mail.text, subs)}", encoding="utf-8")
+    console.print(f"subject: {subject}", markup=False)
+    console.print(f"html: {html_path}", markup=False)
+    console.print(f"text: {text_path}", markup=False)
+
+
+@campaign.command(name="test")
+@click.argument("campaign_id", type=int)
+@click.option("--to", "addresses", multiple=True, required=True, help="A seed recipient (repeatable).")
+def test_send(campaign_id: int, addresses: tuple[str, ...]) -> None:
+    """Send the campaign now to a seed list, marked as a test and never counted in the campaign.
+
+    Seeds are recipients like any other: the gate applies (consent, suppression, partner list).
+
+    \b
+    Example:
+      mailer campaign test 12 --to marketing@example.com --to boss@example.com
+    """
+    import sqlalchemy as sa
+
+    from mailer import delivery, recipients
+    from mailer.batch import BatchSpec
+    from mailer.campaigns import composer, control
+    from mailer.models import Delivery, Recipient
+
+    with session_scope(readonly=True) as session:
+        campaign = control.get(session, campaign_id)
+        ids = [recipients.get(session, a).id for a in addresses]
+        versions = control.covering_versions(session, campaign.partner) if campaign.partner else None
+        purpose = campaign.purpose
+    belongs_to = f"{composer.TEST_PREFIX}{campaign_id}:{uuid.uuid4().hex[:12]}"
+    delivery.deliver_batch(BatchSpec(composer.KIND, purpose, belongs_to, tuple(dict.fromkeys(ids)), versions))
+    with session_scope(readonly=True) as session:
+        rows = session.execute(
+            sa.select(Recipient.address, Delivery.state, Delivery.skip_reason, Delivery.error)
+            .join(Recipient, Recipient.id == Delivery.recipient_id)
+            .where(Delivery.purpose == purpose, Delivery.belongs_to == belongs_to)
+            .order_by(Recipient.address)
+        ).all()
+    for address, state, reason, error in rows:
+        detail = f" ({reason or error})" if reason or error else ""
+        console.print(f"{address}: {state.value}{detail}", markup=False)
+
+
+@campaign.command()
+@click.argument("campaign_id", type=int)
+def queue(campaign_id: int) -> None:
+    """Queue a campaign: it starts now, or at its --send-at time; the audience is resolved then.
+
+    With Redis, a delayed message starts it on time (the sweep too, should Redis lose it); on the
+    embedded default, `mailer campaign sweep` starts it once its time has come.
+
+    \b
+    Example:
+      mailer campaign queue 12
+    """
+    from mailer import actors
+    from mailer.broker import embedded_worker
+    from mailer.campaigns import control
+
+    with session_scope() as session:
+        queued = control.queue(session, campaign_id)
+        due = control.is_due(queued)
+        send_at = queued.send_at
+    if not due and send_at is not None:
+        delay_ms = int((send_at - utcnow()).total_seconds() * 1000)
+        actors.start_campaign.send_with_options(args=(campaign_id,), delay=max(0, delay_ms))
+        console.print(
+            f"campaign {campaign_id} scheduled for {send_at.astimezone(LOCAL_ZONE):%Y-%m-%d %H:%M %Z}"
+        )
+        return
+    released = control.start(campaign_id)
+    with session_scope(readonly=True) as session:
+        started = control.get(session, campaign_id)
+        total, batches = started.recipients_total, started.batches_total
+    console.print(f"campaign {campaign_id} started: {total:,} recipients in {batches:,} batches")
+    with embedded_worker():
+        actors.enqueue_campaign_batches(released)
+
+
+def _status_table(st: object) -> Table:
+    from mailer.campaigns.control import Status
+
+    assert isinstance(st, Status)
+    c = st.campaign
+    table = Table("", "", show_header=False, box=None)
+    table.add_row(
+        "campaign", f"{c.id} {c.name!r} ({c.purpose}{', partner ' + c.partner if c.partner else ''})"
+    )
+    table.add_row("state", c.state.value + (f": {c.pause_reason}" if c.pause_reason else ""))
+    if c.audience:
+        table.add_row("audience", c.audience)
+    table.add_row("recipients", f"{c.recipients_total:,} in {c.batches_total:,} batches")
+    table.add_row("batches", ", ".join(f"{n:,} {s}" for s, n in sorted(st.batches.items())) or "none yet")
+    for (state, reason), n in sorted(st.deliveries.items(), key=lambda item: (item[0][0], item[0][1] or "")):
+        table.add_row(f"  {state}" + (f" ({reason})" if reason else ""), f"{n:,}")
+    table.add_row("rate", f"{st.rate_per_second:,.0f} recipients/s")
+    if st.seconds_left is not None:
+        table.add_row("time left", str(dt.timedelta(seconds=round(st.seconds_left))))
+    if c.rate_limited:
+        table.add_row("SendGrid 429", f"{c.rate_limited} (held until {c.held_until:%H:%M:%S} UTC)")
+    return table
+
+
+@campaign.command()
+@click.argument("campaign_id", type=int)
+@click.option("--watch", is_flag=True, help="Keep refreshing, with a progress bar, until it finishes.")
+def status(campaign_id: int, watch: bool) -> None:
+    """Show a campaign's deliveries by state and reason, its rate and the time left.
+
+    \b
+    Example:
+      mailer campaign status 12 --watch
+    """
+    from mailer.campaigns import control
+
+    def read() -> control.Status:
+        with session_scope(readonly=True) as session:
+            return control.status(session, campaign_id)
+
+    current = read()
+    if not watch:
+        console.print(_status_table(current))
+        return
+    progress = Progress(
+        TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}")
+    )
+    task = progress.add_task("", total=max(1, current.campaign.recipients_total), rate="")
+    with Live(console=console, refresh_per_second=4) as live:
+        while True:
+            progress.update(
+                task,
+                total=max(1, current.campaign.recipients_total),
+                completed=current.recipients_done,
+                rate=f"{current.rate_per_second:,.0f}/s",
+            )
+            live.update(Group(progress, _status_table(current)))
+            if control.finished(current.campaign):
+                break
+            time.sleep(WATCH_INTERVAL)
+            current = read()
+
+
+@campaign.command()
+@click.argument("campaign_id", type=int)
+def pause(campaign_id: int) -> None:
+    """Pause a campaign: no new batch starts; the batches being sent finish.
+
+    \b
+    Example:
+      mailer campaign pause 12
+    """
+    from mailer.campaigns import control
+
+    with session_scope() as session:
+        control.pause_by_operator(session, campaign_id, operator=operator())
+    console.print(f"campaign {campaign_id} paused")
+
+
+@campaign.command()
+@click.argument("campaign_id", type=int)
+@click.option("--force", is_flag=True, help="Resume although the complaint breaker still trips.")
+def resume(campaign_id: int, force: bool) -> None:
+    """Resume a paused campaign where it stopped.
+
+    \b
+    Example:
+      mailer campaign resume 12
+    """
+    from mailer.campaigns import control
+
+    with session_scope() as session:
+        resumed = control.resume(session, campaign_id, force=force)
+    if resumed.started:
+        _enqueue(resumed.release)
+        console.print(f"campaign {campaign_id} resumed ({len(resumed.release)} batches queued)")
+        return
+    with session_scope(readonly=True) as session:
+        again = control.get(session, campaign_id)
+        due, send_at = control.is_due(again), again.send_at
+    if due:
+        _enqueue(control.start(campaign_id))
+        console.print(f"campaign {campaign_id} resumed and started")
+    elif send_at is not None:
+        from mailer import actors
+
+        delay_ms = int((send_at - utcnow()).total_seconds() * 1000)
+        actors.start_campaign.send_with_options(args=(campaign_id,), delay=max(0, delay_ms))
+        console.print(
+            f"campaign {campaign_id} scheduled again for {send_at.astimezone(LOCAL_ZONE):%Y-%m-%d %H:%M %Z}"
+        )
+
+
+@campaign.command()
+@click.argument("campaign_id", type=int)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def cancel(campaign_id: int, yes: bool) -> None:
+    """Cancel a campaign for good; recipients not yet sent to are recorded skipped (campaign_cancelled).
+
+    \b
+    Example:
+      mailer campaign cancel 12 --yes
+    """
+    from mailer.campaigns import control
+
+    with session_scope(readonly=True) as session:
+        control.get(session, campaign_id)
+    if not yes:
+        click.confirm(f"Cancel campaign {campaign_id} for good?", abort=True)
+    with Progress(console=console_err, transient=True) as progress:
+        task = progress.add_task("recording the recipients not sent to", total=None)
+        closed = control.cancel(
+            campaign_id, operator=operator(), progress=lambda n: progress.advance(task, n)
+        )
+    console.print(f"campaign {campaign_id} cancelled; {closed:,} batches closed")
+
+
+@campaign.command(name="list")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+def list_(limit: int) -> None:
+    """List campaigns, newest first.
+
+    \b
+    Example:
+      mailer campaign list
+    """
+    from mailer.campaigns import control
+
+    with session_scope(readonly=True) as session:
+        rows = control.listing(session, limit=limit)
+    table = Table("id", "name", "purpose", "partner", "state", "recipients", "send at", "created")
+    for c in rows:
+        table.add_row(
+            str(c.id),
+            c.name,
+            c.purpose,
+            c.partner or "",
+            c.state.value + (f" ({c.paused_by.value})" if c.paused_by else ""),
+            f"{c.recipients_total:,}",
+            f"{c.send_at.astimezone(LOCAL_ZONE):%Y-%m-%d %H:%M}" if c.send_at else "",
+            f"{c.created_at:%Y-%m-%d}",
+        )
+    console.print(table)
+
+
+@campaign.command()
+@click.option(
+    "--every", type=click.IntRange(1, 86_400), help="Keep sweeping every N seconds (a Procfile process)."
+)
+def sweep(every: int | None) -> None:
+    """Start due campaigns, queue again batches lost with the broker, settle stale sends.
+
+    Also runs the delivery sweep (sends left in flight by a dead process become unknown).
+
+    \b
+    Example:
+      mailer campaign sweep
+      mailer campaign sweep --every 30
+    """
+    from mailer import actors, delivery
+    from mailer.broker import embedded_worker
+    from mailer.campaigns import control
+
+    while True:
+        settled = delivery.sweep()
+        result = control.sweep()
+        with embedded_worker():
+            actors.enqueue(settled.requeue)
+            actors.enqueue_campaign_batches(result.requeue)
+        console.print(
+            f"{settled.marked_unknown} sends marked unknown; {len(result.started)} campaigns started, "
+            f"{result.lost} lost batches queued again, {len(result.requeue)} batches queued, "
+            f"{len(result.completed)} completed"
+        )
+        if every is None:
+            return
+        time.sleep(every)
+
+
+@campaign.group(name="partner-list")
+def partner_list() -> None:
+    """The partner lists shown when people consent to partner offers, by version."""
+
+
+@partner_list.command(name="add")
+@click.argument("version")
+@click.argument("partners", nargs=-1, required=True)
+def partner_list_add(version: str, partners: tuple[str, ...]) -> None:
+    """Record the PARTNERS named on the consent form under list VERSION (never changed after).
+
+    A partner_offers consent covers a partner's campaign when the list version it was given
+    for names that partner.
+
+    \b
+    Example:
+      mailer campaign partner-list add 2026-11 Acme "Bâtiment Plus"
+    """
+    from mailer.campaigns import control
+
+    with session_scope() as session:
+        entry = control.add_partner_list(session, version, list(partners), created_by=operator())
+        console.print(f"partner list {entry.version}: {', '.join(entry.partners)}")
+
+
+@partner_list.command(name="show")
+def partner_list_show() -> None:
+    """Show every partner list version and the partners it names.
+
+    \b
+    Example:
+      mailer campaign partner-list show
+    """
+    from mailer.campaigns import control
+
+    with session_scope(readonly=True) as session:
+        rows = control.partner_lists(session)
+    if not rows:
+        raise InvalidInput("no partner list recorded yet (mailer campaign partner-list add)")
+    table = Table("version", "partners", "recorded")
+    for p in rows:
+        table.add_row(p.version, ", ".join(p.partners), f"{p.created_at:%Y-%m-%d}")
+    console.print(table)
