@@ -134,6 +134,18 @@ def _advance_state(session: Session, events: Iterable[ConsentEvent]) -> None:
     session.execute(statement)
 
 
+def latest_event(
+    session: Session, recipient_id: int, purpose: str, action: ConsentAction | None = None
+) -> ConsentEvent | None:
+    """The newest event of a recipient for a purpose (of one action when given), by (at, id)."""
+    query = sa.select(ConsentEvent).where(
+        ConsentEvent.recipient_id == recipient_id, ConsentEvent.purpose == purpose
+    )
+    if action is not None:
+        query = query.where(ConsentEvent.action == action)
+    return session.scalars(query.order_by(ConsentEvent.at.desc(), ConsentEvent.id.desc()).limit(1)).first()
+
+
 def current(session: Session, recipient_id: int) -> dict[str, Consent]:
     """The current consent of a recipient, by purpose (purposes never consented to are absent)."""
     rows = session.scalars(sa.select(Consent).where(Consent.recipient_id == recipient_id))

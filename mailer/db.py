@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import enum
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -58,6 +59,24 @@ class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
 
 #: Raw payloads: JSONB on PostgreSQL, JSON text on SQLite.
 JSONDoc = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+def enum_column(cls: type[enum.Enum], name: str, *, length: int = 24) -> sa.Enum:
+    """A VARCHAR with a CHECK on both databases: values stay readable, adding one is a migration."""
+    return sa.Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=length,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+def one_of(column: str, values: tuple[str, ...]) -> str:
+    """A CHECK expression: ``column`` holds one of ``values``."""
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 def utcnow() -> dt.datetime:

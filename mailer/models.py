@@ -9,25 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mailer.db import Base, BigId, JSONDoc, UTCDateTime, utcnow
+from mailer.db import Base, BigId, JSONDoc, UTCDateTime, enum_column, one_of, utcnow
 from mailer.purposes import ALL_PURPOSES, PURPOSE_KEYS
-
-
-def _enum(cls: type[enum.Enum], name: str) -> sa.Enum:
-    # A VARCHAR with a CHECK on both databases: values stay readable and adding one is a migration.
-    return sa.Enum(
-        cls,
-        name=name,
-        native_enum=False,
-        create_constraint=True,
-        length=24,
-        values_callable=lambda e: [m.value for m in e],
-        validate_strings=True,
-    )
-
-
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 class AccountState(enum.StrEnum):
@@ -106,7 +89,7 @@ class Recipient(Base):
     locale: Mapped[str] = mapped_column(sa.String(8), default="fr")
     time_zone: Mapped[str] = mapped_column(sa.String(64), default="Europe/Paris")
     state: Mapped[AccountState] = mapped_column(
-        _enum(AccountState, "account_state"), default=AccountState.ACTIVE
+        enum_column(AccountState, "account_state"), default=AccountState.ACTIVE
     )
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -123,11 +106,11 @@ class ConsentEvent(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     recipient_id: Mapped[int] = mapped_column(sa.ForeignKey("recipients.id"))
     purpose: Mapped[str] = mapped_column(sa.String(32))
-    action: Mapped[ConsentAction] = mapped_column(_enum(ConsentAction, "consent_action"))
+    action: Mapped[ConsentAction] = mapped_column(enum_column(ConsentAction, "consent_action"))
     #: When the person acted (may be earlier than ``recorded_at`` for imports).
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    source: Mapped[ConsentSource] = mapped_column(_enum(ConsentSource, "consent_source"))
+    source: Mapped[ConsentSource] = mapped_column(enum_column(ConsentSource, "consent_source"))
     #: Who recorded it when not the person themself: an operator, the site, an import file.
     recorded_by: Mapped[str | None] = mapped_column(sa.String(120))
     ip: Mapped[str | None] = mapped_column(sa.String(45))
@@ -137,7 +120,7 @@ class ConsentEvent(Base):
     note: Mapped[str | None] = mapped_column(sa.Text)
 
     __table_args__ = (
-        sa.CheckConstraint(_in("purpose", PURPOSE_KEYS), name="purpose"),
+        sa.CheckConstraint(one_of("purpose", PURPOSE_KEYS), name="purpose"),
         sa.Index("ix_consent_events_recipient_purpose_at", "recipient_id", "purpose", "at", "id"),
     )
 
@@ -156,7 +139,7 @@ class Consent(Base):
     partner_list_version: Mapped[str | None] = mapped_column(sa.String(64))
 
     __table_args__ = (
-        sa.CheckConstraint(_in("purpose", PURPOSE_KEYS), name="purpose"),
+        sa.CheckConstraint(one_of("purpose", PURPOSE_KEYS), name="purpose"),
         sa.Index("ix_consents_purpose_granted", "purpose", "granted"),
     )
 
@@ -169,7 +152,7 @@ class Suppression(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     address_hash: Mapped[str] = mapped_column(sa.String(64))
     scope: Mapped[str] = mapped_column(sa.String(32))
-    reason: Mapped[SuppressionReason] = mapped_column(_enum(SuppressionReason, "suppression_reason"))
+    reason: Mapped[SuppressionReason] = mapped_column(enum_column(SuppressionReason, "suppression_reason"))
     source: Mapped[str] = mapped_column(sa.String(40))
     note: Mapped[str | None] = mapped_column(sa.Text)
     created_by: Mapped[str | None] = mapped_column(sa.String(120))
@@ -177,7 +160,7 @@ class Suppression(Base):
 
     __table_args__ = (
         sa.UniqueConstraint("address_hash", "scope"),
-        sa.CheckConstraint(_in("scope", (ALL_PURPOSES, *PURPOSE_KEYS)), name="scope"),
+        sa.CheckConstraint(one_of("scope", (ALL_PURPOSES, *PURPOSE_KEYS)), name="scope"),
     )
 
 
@@ -194,7 +177,7 @@ class Delivery(Base):
     #: The e-mail kind (template folder) rendered for it.
     kind: Mapped[str] = mapped_column(sa.String(40))
     state: Mapped[DeliveryState] = mapped_column(
-        _enum(DeliveryState, "delivery_state"), default=DeliveryState.PENDING
+        enum_column(DeliveryState, "delivery_state"), default=DeliveryState.PENDING
     )
     skip_reason: Mapped[str | None] = mapped_column(sa.String(80))
     provider_message_id: Mapped[str | None] = mapped_column(sa.String(120))
@@ -209,7 +192,7 @@ class Delivery(Base):
 
     __table_args__ = (
         sa.UniqueConstraint("purpose", "belongs_to", "recipient_id", name="uq_deliveries_send_key"),
-        sa.CheckConstraint(_in("purpose", PURPOSE_KEYS), name="purpose"),
+        sa.CheckConstraint(one_of("purpose", PURPOSE_KEYS), name="purpose"),
         sa.Index("ix_deliveries_state_created_at", "state", "created_at"),
         sa.Index("ix_deliveries_recipient_id", "recipient_id"),
         sa.Index("ix_deliveries_provider_message_id", "provider_message_id"),

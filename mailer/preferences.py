@@ -116,10 +116,10 @@ def undo_unsubscribe(session: Session, recipient_id: int, purpose: str, proof: c
     The grant carries the wording and partner list versions of the grant it restores, and a note
     naming the withdrawal it undoes.
     """
-    last = _latest(session, recipient_id, purpose)
+    last = consent.latest_event(session, recipient_id, purpose)
     if last is None or last.action != ConsentAction.WITHDRAWN or last.source not in LINK_SOURCES:
         return False
-    restored = _latest(session, recipient_id, purpose, ConsentAction.GRANTED)
+    restored = consent.latest_event(session, recipient_id, purpose, ConsentAction.GRANTED)
     if restored is None:
         return False
     consent.grant(
@@ -141,7 +141,7 @@ def undo_unsubscribe(session: Session, recipient_id: int, purpose: str, proof: c
 
 def can_undo(session: Session, recipient_id: int, purpose: str) -> bool:
     """Whether the latest event of the purpose is a withdrawal made with an unsubscribe link."""
-    last = _latest(session, recipient_id, purpose)
+    last = consent.latest_event(session, recipient_id, purpose)
     return last is not None and last.action == ConsentAction.WITHDRAWN and last.source in LINK_SOURCES
 
 
@@ -199,17 +199,6 @@ def stop_everything(session: Session, recipient: Recipient, proof: consent.Proof
         note="stop everything, from the preference centre",
     )
     return created
-
-
-def _latest(
-    session: Session, recipient_id: int, purpose: str, action: ConsentAction | None = None
-) -> ConsentEvent | None:
-    query = sa.select(ConsentEvent).where(
-        ConsentEvent.recipient_id == recipient_id, ConsentEvent.purpose == purpose
-    )
-    if action is not None:
-        query = query.where(ConsentEvent.action == action)
-    return session.scalars(query.order_by(ConsentEvent.at.desc(), ConsentEvent.id.desc()).limit(1)).first()
 
 
 @dataclass(frozen=True)

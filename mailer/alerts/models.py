@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mailer.db import Base, BigId, JSONDoc, UTCDateTime, utcnow
+from mailer.db import Base, BigId, JSONDoc, UTCDateTime, enum_column, utcnow
 
 
 class Frequency(enum.StrEnum):
@@ -17,18 +17,6 @@ class Frequency(enum.StrEnum):
 
     DAILY = "daily"
     WEEKLY = "weekly"
-
-
-def _frequency_type(name: str) -> sa.Enum:
-    return sa.Enum(
-        Frequency,
-        name=name,
-        native_enum=False,
-        create_constraint=True,
-        length=16,
-        values_callable=lambda e: [m.value for m in e],
-        validate_strings=True,
-    )
 
 
 class Tender(Base):
@@ -92,7 +80,7 @@ class SavedSearch(Base):
     name: Mapped[str] = mapped_column(sa.String(120))
     #: Order among the recipient's searches: a tender matching several is shown under the first.
     position: Mapped[int] = mapped_column(sa.Integer, default=0)
-    frequency: Mapped[Frequency] = mapped_column(_frequency_type("search_frequency"))
+    frequency: Mapped[Frequency] = mapped_column(enum_column(Frequency, "search_frequency", length=16))
     active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
     #: The query as typed: words, "phrases", -exclusions.
     keywords: Mapped[str] = mapped_column(sa.Text, default="")
@@ -136,7 +124,7 @@ class DigestRun(Base):
     __tablename__ = "digest_runs"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    frequency: Mapped[Frequency] = mapped_column(_frequency_type("digest_frequency"))
+    frequency: Mapped[Frequency] = mapped_column(enum_column(Frequency, "digest_frequency", length=16))
     #: ``2026-11-26`` (daily) or the Monday of the week (weekly).
     window: Mapped[str] = mapped_column(sa.String(10))
     #: Highest tender id the run could see: every search announces up to it.

@@ -8,8 +8,7 @@ import enum
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mailer.db import Base, BigId, JSONDoc, UTCDateTime, utcnow
-from mailer.models import _enum, _in
+from mailer.db import Base, BigId, JSONDoc, UTCDateTime, enum_column, one_of, utcnow
 from mailer.purposes import MARKETING_PURPOSE_KEYS
 
 
@@ -86,7 +85,7 @@ class Campaign(Base):
     #: Audience expression over recipient attributes (mailer/campaigns/audience.py); null: everyone.
     audience: Mapped[str | None] = mapped_column(sa.Text)
     state: Mapped[CampaignState] = mapped_column(
-        _enum(CampaignState, "campaign_state"), default=CampaignState.DRAFT
+        enum_column(CampaignState, "campaign_state"), default=CampaignState.DRAFT
     )
     send_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -98,7 +97,7 @@ class Campaign(Base):
     recipients_total: Mapped[int] = mapped_column(sa.Integer, default=0)
     batches_total: Mapped[int] = mapped_column(sa.Integer, default=0)
     paused_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    paused_by: Mapped[PauseCause | None] = mapped_column(_enum(PauseCause, "pause_cause"))
+    paused_by: Mapped[PauseCause | None] = mapped_column(enum_column(PauseCause, "pause_cause"))
     pause_reason: Mapped[str | None] = mapped_column(sa.Text)
     #: Recipients whose send failed since the last success (the error budget).
     consecutive_failures: Mapped[int] = mapped_column(sa.Integer, default=0)
@@ -109,7 +108,7 @@ class Campaign(Base):
     breaker_after_delivery_id: Mapped[int] = mapped_column(sa.BigInteger, default=0)
 
     __table_args__ = (
-        sa.CheckConstraint(_in("purpose", MARKETING_PURPOSE_KEYS), name="purpose"),
+        sa.CheckConstraint(one_of("purpose", MARKETING_PURPOSE_KEYS), name="purpose"),
         sa.CheckConstraint(
             "(purpose = 'partner_offers') = (partner IS NOT NULL AND partner_list_version IS NOT NULL)",
             name="partner",
@@ -149,7 +148,7 @@ class CampaignBatch(Base):
     campaign_id: Mapped[int] = mapped_column(sa.ForeignKey("campaigns.id"))
     number: Mapped[int] = mapped_column(sa.Integer)
     state: Mapped[BatchState] = mapped_column(
-        _enum(BatchState, "campaign_batch_state"), default=BatchState.PENDING
+        enum_column(BatchState, "campaign_batch_state"), default=BatchState.PENDING
     )
     recipient_ids: Mapped[list[int]] = mapped_column(JSONDoc)
     size: Mapped[int] = mapped_column(sa.Integer)

@@ -36,7 +36,6 @@ from mailer.db import in_chunks, session_scope, utcnow
 from mailer.errors import InvalidAddress
 from mailer.models import (
     ConsentAction,
-    ConsentEvent,
     ConsentSource,
     Delivery,
     DeliveryEvent,
@@ -681,7 +680,7 @@ def _resubscribe(
         outcome.not_applied["resubscribe_unmatched"] += 1
         return
     for purpose in purposes:
-        last = _latest_event(session, recipient_id, purpose)
+        last = consent.latest_event(session, recipient_id, purpose)
         if (
             last is None
             or last.action != ConsentAction.WITHDRAWN
@@ -690,7 +689,7 @@ def _resubscribe(
         ):
             outcome.not_applied["resubscribe_without_sendgrid_unsubscribe"] += 1
             continue
-        grant = _latest_event(session, recipient_id, purpose, ConsentAction.GRANTED)
+        grant = consent.latest_event(session, recipient_id, purpose, ConsentAction.GRANTED)
         consent.grant(
             session,
             recipient_id,
@@ -703,17 +702,6 @@ def _resubscribe(
             ),
         )
         outcome.consents_regranted += 1
-
-
-def _latest_event(
-    session: Session, recipient_id: int, purpose: str, action: ConsentAction | None = None
-) -> ConsentEvent | None:
-    query = sa.select(ConsentEvent).where(
-        ConsentEvent.recipient_id == recipient_id, ConsentEvent.purpose == purpose
-    )
-    if action is not None:
-        query = query.where(ConsentEvent.action == action)
-    return session.scalars(query.order_by(ConsentEvent.at.desc(), ConsentEvent.id.desc()).limit(1)).first()
 
 
 def _proof(event: ProviderEvent, note: str | None = None, **versions: str | None) -> consent.Proof:
