@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -44,6 +45,10 @@ from mailer.models import AccountState, Delivery, DeliveryState, Recipient
 from mailer.purposes import get_purpose
 
 log = logging.getLogger(__name__)
+
+#: Provider outcomes are written together after this many requests, or after this many seconds.
+RECORD_EVERY_MESSAGES = 50
+RECORD_EVERY_SECONDS = 1.0
 
 #: Longest error text kept on a delivery; provider bodies can be long.
 MAX_ERROR_LENGTH = 2000
@@ -106,6 +111,7 @@ def deliver_batch(
 
     backend = backend or get_backend()
     queue = [_only(m, in_flight) for m in messages]
+    outcomes = _Outcomes(outcome)
     for position, message in enumerate(queue):
         if not message.envelopes:
             continue
@@ -114,9 +120,11 @@ def deliver_batch(
         except TransientSendError as error:
             outcome.last_error = error.detail
             if final_attempt:
-                _record(message.delivery_ids, DeliveryState.FAILED, outcome, error=error.detail)
+                outcomes.add(message.delivery_ids, DeliveryState.FAILED, error=error.detail)
                 continue
-            # Put this message and every one not yet tried back to pending; the retry resumes.
+            # Record what was sent so far, then put this message and every one not yet tried back
+            # to pending; the retry resumes.
+            outcomes.flush()
             untried = [d for m in queue[position:] for d in m.delivery_ids]
             _release(message.delivery_ids, untried, error.detail)
             outcome.retry = True
@@ -125,12 +133,13 @@ def deliver_batch(
             break
         except PermanentSendError as error:
             outcome.last_error = error.detail
-            _record(message.delivery_ids, DeliveryState.FAILED, outcome, error=error.detail)
+            outcomes.add(message.delivery_ids, DeliveryState.FAILED, error=error.detail)
         except AmbiguousSendError as error:
             outcome.last_error = error.detail
-            _record(message.delivery_ids, DeliveryState.UNKNOWN, outcome, error=error.detail)
+            outcomes.add(message.delivery_ids, DeliveryState.UNKNOWN, error=error.detail)
         else:
-            _record(message.delivery_ids, DeliveryState.SENT, outcome, provider_id=provider_id)
+            outcomes.add(message.delivery_ids, DeliveryState.SENT, provider_id=provider_id)
+    outcomes.flush()
     return outcome
 
 
@@ -290,30 +299,58 @@ def _only(message: OutgoingMessage, delivery_ids: set[int]) -> OutgoingMessage:
     return replace(message, envelopes=tuple(e for e in message.envelopes if e.delivery_id in delivery_ids))
 
 
-def _record(
-    delivery_ids: list[int],
-    state: DeliveryState,
-    outcome: BatchOutcome,
-    *,
-    provider_id: str | None = None,
-    error: str | None = None,
-) -> None:
-    values: dict[str, Any] = {
-        "state": state,
-        "finished_at": utcnow(),
-        "attempts": Delivery.attempts + 1,
-        "error": error[:MAX_ERROR_LENGTH] if error else None,
-    }
-    if provider_id is not None:
-        values["provider_message_id"] = provider_id
-    with session_scope() as session:
-        count = _update_where(session, delivery_ids, DeliveryState.SENDING, **values)
-    if state == DeliveryState.SENT:
-        outcome.sent += count
-    elif state == DeliveryState.FAILED:
-        outcome.failed += count
-    else:
-        outcome.unknown += count
+class _Outcomes:
+    """Provider outcomes of a batch, written together: one transaction for many requests.
+
+    A batch of per-reader digests is hundreds of requests; a transaction each was a quarter of a
+    worker's time. Outcomes wait at most RECORD_EVERY_MESSAGES requests or RECORD_EVERY_SECONDS:
+    if the process dies before writing them, those sends stay ``sending`` and the sweep records
+    them ``unknown`` (never re-sent; provider events settle them). Each request's recipients
+    share one outcome, so each is one UPDATE by primary keys.
+    """
+
+    def __init__(self, outcome: BatchOutcome) -> None:
+        self.outcome = outcome
+        self.pending: list[tuple[list[int], DeliveryState, str | None, str | None]] = []
+        self.since = time.monotonic()
+
+    def add(
+        self,
+        delivery_ids: list[int],
+        state: DeliveryState,
+        *,
+        provider_id: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        self.pending.append((delivery_ids, state, provider_id, error[:MAX_ERROR_LENGTH] if error else None))
+        if (
+            len(self.pending) >= RECORD_EVERY_MESSAGES
+            or time.monotonic() - self.since >= RECORD_EVERY_SECONDS
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            now = utcnow()
+            with session_scope() as session:
+                for delivery_ids, state, provider_id, error in self.pending:
+                    values: dict[str, Any] = {
+                        "state": state,
+                        "finished_at": now,
+                        "attempts": Delivery.attempts + 1,
+                        "error": error,
+                    }
+                    if provider_id is not None:
+                        values["provider_message_id"] = provider_id
+                    count = _update_where(session, delivery_ids, DeliveryState.SENDING, **values)
+                    if state == DeliveryState.SENT:
+                        self.outcome.sent += count
+                    elif state == DeliveryState.FAILED:
+                        self.outcome.failed += count
+                    else:
+                        self.outcome.unknown += count
+        self.pending = []
+        self.since = time.monotonic()
 
 
 def _release(attempted: list[int], untried: list[int], error: str) -> None:

@@ -56,7 +56,7 @@ from mailer.alerts.models import Digest, DigestRun, Frequency, Geolocation, Save
 from mailer.alerts.places import places
 from mailer.batch import BatchSpec
 from mailer.config import get_settings
-from mailer.db import in_chunks, session_scope, utcnow
+from mailer.db import get_engine, id_in, in_chunks, session_scope, utcnow
 from mailer.emails import Addressed, Composition, RecipientView
 from mailer.errors import InvalidInput, TemplateProblem
 from mailer.message import Envelope, OutgoingMessage
@@ -228,11 +228,10 @@ def plan(frequency: Frequency, as_of: dt.date | None = None) -> RunPlan:
             write_started = time.perf_counter()
             for rows in in_chunks(digests, WRITE_CHUNK):
                 session.execute(sa.insert(Digest), rows)
-            dialect = session.get_bind().dialect.name
             for ids in in_chunks([s.id for s in chunk], WRITE_CHUNK):
                 session.execute(
                     sa.update(SavedSearch)
-                    .where(_ids_in(SavedSearch.id, ids, dialect))
+                    .where(id_in(session, SavedSearch.id, ids))
                     .values(announced_up_to=high_water)
                     .execution_options(synchronize_session=False)
                 )
@@ -253,6 +252,7 @@ def plan(frequency: Frequency, as_of: dt.date | None = None) -> RunPlan:
             .where(DigestRun.id == run_id)
             .values(recipients=result.recipients, digests=result.digests, stats=stats)
         )
+    _refresh_statistics()
     log.info(
         "planned %s: %d recipients, %d digests, %d searches in %.1f s",
         kind_of_send,
@@ -262,6 +262,25 @@ def plan(frequency: Frequency, as_of: dt.date | None = None) -> RunPlan:
         stats["plan_seconds"],
     )
     return result
+
+
+#: Tables a window's planning fills by the hundred thousand, just before the sends read them.
+PLANNED_TABLES = ("deliveries", "digests", "saved_searches")
+
+
+def _refresh_statistics() -> None:
+    """Let PostgreSQL see what planning just wrote before the first batch reads it.
+
+    Autovacuum analyzes a table a while after it grew; until then the planner believes the
+    window holds no deliveries, and reads each batch's 250 send keys by walking all 100,000 of
+    the window (40 ms a batch instead of 0.1 ms).
+    """
+    engine = get_engine()
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f"ANALYZE {', '.join(PLANNED_TABLES)}")
+        connection.commit()
 
 
 def _insert(session: Session) -> Any:
@@ -407,13 +426,6 @@ def _json_list(parsed: dict[str | None, tuple[str, ...]], text: str | None) -> t
     return found
 
 
-def _ids_in(column: Any, ids: list[int], dialect: str) -> sa.ColumnElement[bool]:
-    """``column IN ids`` as one array parameter on PostgreSQL (thousands of ids bind as one)."""
-    if dialect == "postgresql":
-        return column == sa.any_(sa.bindparam("ids", ids, type_=postgresql.ARRAY(sa.BigInteger)))
-    return column.in_(ids)
-
-
 def _claim_deliveries(session: Session, kind_of_send: str, recipient_ids: list[int]) -> None:
     """Pending deliveries for the run's recipients, in the planning transaction (never twice)."""
     now = utcnow()
@@ -426,7 +438,7 @@ def _claim_deliveries(session: Session, kind_of_send: str, recipient_ids: list[i
             sa.literal(DeliveryState.PENDING.value),
             sa.literal(0),
             sa.literal(now, type_=Delivery.__table__.c.created_at.type),
-        ).where(_ids_in(Recipient.id, ids, session.get_bind().dialect.name))
+        ).where(id_in(session, Recipient.id, ids))
         session.execute(
             _insert(session)(Delivery)
             .from_select(
