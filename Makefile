@@ -52,6 +52,7 @@ bench: bench-web bench-digests bench-campaigns
 ## Web process: one-click and webhook latency against GET /healthz; applying events against INSERT.
 bench-web: $(STAMP)
 	$(BIN)/python tests/bench/bench_web.py
+	$(BIN)/python tests/bench/bench_web.py --postgres-url postgresql://postgres@127.0.0.1:5432/test
 
 ## Tender alert digests at scale: 100,000 recipients x 3 searches, 5,000 tenders, PostgreSQL,
 ## Redis, 2 worker processes, the fake SendGrid (BENCH_ARGS="--recipients 2000" for a short run).

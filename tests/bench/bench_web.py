@@ -7,12 +7,16 @@ Each figure is printed with the baseline measured in the same run:
 - applying events (dedupe, correlate, advance deliveries) against a plain Core INSERT of as
   many rows into the same table.
 
-    make bench-web                    # SQLite in a temporary directory
-    MAILER_BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1/bench make bench-web
+    python tests/bench/bench_web.py                       # SQLite in a temporary directory
+    python tests/bench/bench_web.py --postgres-url postgresql://postgres@127.0.0.1/test
+                                      # a fresh database on that server, dropped afterwards
+
+``make bench-web`` runs both.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -27,11 +31,32 @@ EVENTS = int(os.environ.get("BENCH_EVENTS", "2000"))
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--postgres-url", help="a PostgreSQL server (any database on it) to create one on")
+    args = parser.parse_args()
+    if args.postgres_url is None:
+        run(f"sqlite:///{Path(tempfile.mkdtemp(prefix='bench-web-')) / 'bench.sqlite'}")
+        return
+    import sqlalchemy as sa
+
+    name = f"mailer_bench_web_{os.getpid()}"
+    admin = sa.create_engine(args.postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        run(args.postgres_url.rsplit("/", 1)[0] + f"/{name}")
+    finally:
+        from mailer.db import dispose_engines
+
+        dispose_engines()
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def run(url: str) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-web-"))
-    os.environ.setdefault(
-        "MAILER_DATABASE_URL",
-        os.environ.get("MAILER_BENCH_DATABASE_URL", f"sqlite:///{workdir / 'bench.sqlite'}"),
-    )
+    os.environ["MAILER_DATABASE_URL"] = url
     os.environ.setdefault("MAILER_SECRET_KEY", "bench-key")
     os.environ.setdefault("MAILER_BASE_URL", "https://mailer.example.com")
     os.environ["MAILER_OUTBOX_DIR"] = str(workdir / "outbox")

@@ -34,7 +34,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
 REDIS_URL = os.environ.get("MAILER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 API_KEY = "SG.bench-key"
 
-#: Targets of the issue, on a 2-core machine.
+#: The targets, on a 2-core machine.
 TARGET_RATE = 10_000
 TARGET_MEMORY_MB = 150
 TARGET_RATIO = 5.0
