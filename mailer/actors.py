@@ -37,6 +37,12 @@ DELIVERY_MAX_BACKOFF_MS = 600_000
 DELIVERY_TIME_LIMIT_MS = 900_000
 
 
+def _first_attempt() -> bool:
+    """Whether this message is being processed for the first time (not a retry)."""
+    message = CurrentMessage.get_current_message()
+    return message is None or int(message.options.get("retries", 0)) == 0
+
+
 def _last_attempt() -> bool:
     """Whether the Retries middleware will not retry this message again."""
     message = CurrentMessage.get_current_message()
@@ -180,9 +186,11 @@ def run_digest(frequency: str, as_of: str) -> None:
     import datetime as dt
 
     planned = alert_digests.plan(alert_digests.parse_frequency(frequency), dt.date.fromisoformat(as_of))
-    if not planned.planned_now:
+    if not planned.planned_now and _first_attempt():
         log.info("digest window %s already planned; nothing queued", planned.belongs_to)
         return
+    # Planned now, or planned by an earlier attempt of this message that died before queueing:
+    # queue what is still pending (sending twice is impossible; the send keys see to it).
     queued = enqueue(alert_digests.pending_batches(planned.frequency, planned.window))
     log.info("digest window %s: %d batches queued", planned.belongs_to, queued)
 

@@ -198,6 +198,28 @@ def test_two_schedulers_asking_for_the_same_window_plan_and_send_it_once(db, two
     assert [(d.recipient_id, d.state) for d in all_deliveries()] == [(two_readers[0], DeliveryState.SENT)]
 
 
+def test_a_run_message_retried_after_planning_queues_what_its_first_attempt_did_not(
+    db, two_readers, stub_worker
+):
+    from mailer import actors
+
+    add_search("marie@example.com", name="Isère", departments=["38"])
+    add_tenders(tender(title="Voirie"))
+    # Given a window planned by a run whose process died before queueing its batches
+    plan()
+    assert [d.state for d in all_deliveries()] == [DeliveryState.PENDING]
+    # When another scheduler's first message for the window arrives, nothing more is queued
+    actors.run_digest.send("daily", TODAY.isoformat())
+    stub_worker.join(actors.MAINTENANCE_QUEUE)
+    stub_worker.join(actors.DELIVERY_QUEUE)
+    assert [d.state for d in all_deliveries()] == [DeliveryState.PENDING]
+    # But the dead run's own message, retried by Dramatiq, queues the pending sends at once
+    actors.run_digest.send_with_options(args=("daily", TODAY.isoformat()), retries=1)
+    stub_worker.join(actors.MAINTENANCE_QUEUE)
+    stub_worker.join(actors.DELIVERY_QUEUE)
+    assert [(d.recipient_id, d.state) for d in all_deliveries()] == [(two_readers[0], DeliveryState.SENT)]
+
+
 def test_a_planning_that_crashes_leaves_nothing_and_the_rerun_announces_everything(
     db, two_readers, monkeypatch
 ):

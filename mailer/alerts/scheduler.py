@@ -59,13 +59,16 @@ def enqueue_digest(frequency: Frequency) -> Callable[[dt.datetime], None]:
 
 
 def enqueue_sweep(at: dt.datetime) -> None:
+    """The regular upkeep: sends stuck in flight or lost with the broker, and stored webhook
+    batches no worker applied."""
     from mailer import actors
 
     actors.sweep_deliveries.send()
+    actors.sweep_provider_events.send()
 
 
 def default_jobs() -> list[Job]:
-    """Daily digests, weekly digests, and the sweep of stuck deliveries."""
+    """Daily digests, weekly digests, and the sweeps of stuck deliveries and webhook batches."""
     settings = get_settings()
     every = settings.sweep_every_minutes
     return [
