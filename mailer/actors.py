@@ -80,9 +80,13 @@ def deliver(kind: str, purpose: str, belongs_to: str, recipient_ids: list[int]) 
         outcome.unknown,
         outcome.already_done,
     )
-    if outcome.retry:
-        # 429: the server's delay; 5xx and refused connections: the Retries middleware's backoff.
-        raise dramatiq.Retry(outcome.last_error or "transient failure", delay=outcome.retry_after_ms)
+    if outcome.retry and outcome.retry_after_ms is not None:
+        # 429: SendGrid asks us to slow down, nothing failed. The batch comes back after the delay
+        # it gave as a new message, so a burst of 429s never uses up the retries meant for 5xx.
+        deliver.send_with_options(args=spec.as_message_args(), delay=outcome.retry_after_ms)
+    elif outcome.retry:
+        # 5xx and refused connections: the Retries middleware's backoff, then failed for good.
+        raise dramatiq.Retry(outcome.last_error or "transient failure")
 
 
 @dramatiq.actor(queue_name=MAINTENANCE_QUEUE, max_retries=0)

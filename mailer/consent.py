@@ -76,14 +76,19 @@ def record_many(session: Session, changes: Sequence[ConsentChange]) -> int:
 def _event(change: ConsentChange) -> ConsentEvent:
     get_purpose(change.purpose)
     proof = change.proof
-    at = proof.at or utcnow()
+    recorded_at = utcnow()
+    at = proof.at or recorded_at
     if at.tzinfo is None:
         raise ValueError("consent time must be timezone-aware")
+    # A decision cannot postdate its recording: a grant stamped ahead (a clock running fast)
+    # would otherwise outrank a withdrawal recorded in the meantime.
+    at = min(at, recorded_at)
     return ConsentEvent(
         recipient_id=change.recipient_id,
         purpose=change.purpose,
         action=change.action,
         at=at,
+        recorded_at=recorded_at,
         source=proof.source,
         ip=proof.ip,
         user_agent=proof.user_agent,

@@ -50,6 +50,11 @@ log = logging.getLogger(__name__)
 RECORD_EVERY_MESSAGES = 50
 RECORD_EVERY_SECONDS = 1.0
 
+#: A send someone waits for (a test send) is tried this many times, waiting at most this long
+#: between tries, before it is recorded failed.
+INTERACTIVE_ATTEMPTS = 3
+INTERACTIVE_MAX_WAIT_SECONDS = 10.0
+
 #: Longest error text kept on a delivery; provider bodies can be long.
 MAX_ERROR_LENGTH = 2000
 
@@ -99,37 +104,38 @@ def deliver_batch(
         _fail_pending(session, composition.failed, outcome)
 
     messages = [m for m in composition.messages if m.envelopes]
-    if not messages:
-        return outcome
-    with session_scope() as session:
-        in_flight = _take_into_flight(
-            session, [d for m in messages for d in m.delivery_ids], spec.partner_list_versions
-        )
-        missed = [d for m in messages for d in m.delivery_ids if d not in in_flight]
-        if missed:
-            _regate(session, spec, missed, outcome)
-
     backend = backend or get_backend()
-    queue = [_only(m, in_flight) for m in messages]
     outcomes = _Outcomes(outcome)
-    for position, message in enumerate(queue):
+    for message in messages:
+        # Each request is taken into flight just before it is sent, the gate re-checked in the same
+        # statement: a withdrawal recorded while earlier requests of the batch were going out wins.
+        # The outcomes of the requests before it are written in the same transaction.
+        with session_scope() as session:
+            outcomes.write_due(session)
+            in_flight = _take_into_flight(session, message.delivery_ids, spec.partner_list_versions)
+            missed = [d for d in message.delivery_ids if d not in in_flight]
+            if missed:
+                _regate(session, spec, missed, outcome)
+        message = _only(message, in_flight)
         if not message.envelopes:
             continue
         try:
             provider_id = backend.send(message)
+        except RateLimited as error:
+            # SendGrid asks us to slow down: not a failure, whatever the attempt.
+            outcome.last_error = error.detail
+            _release(message.delivery_ids, error.detail, outcomes)
+            outcome.retry = True
+            outcome.retry_after_ms = error.retry_after_ms
+            break
         except TransientSendError as error:
             outcome.last_error = error.detail
             if final_attempt:
                 outcomes.add(message.delivery_ids, DeliveryState.FAILED, error=error.detail)
                 continue
-            # Record what was sent so far, then put this message and every one not yet tried back
-            # to pending; the retry resumes.
-            outcomes.flush()
-            untried = [d for m in queue[position:] for d in m.delivery_ids]
-            _release(message.delivery_ids, untried, error.detail)
+            # Put this request back to pending (the later ones were never taken); the retry resumes.
+            _release(message.delivery_ids, error.detail, outcomes)
             outcome.retry = True
-            if isinstance(error, RateLimited):
-                outcome.retry_after_ms = error.retry_after_ms
             break
         except PermanentSendError as error:
             outcome.last_error = error.detail
@@ -137,9 +143,28 @@ def deliver_batch(
         except AmbiguousSendError as error:
             outcome.last_error = error.detail
             outcomes.add(message.delivery_ids, DeliveryState.UNKNOWN, error=error.detail)
+        except BaseException:
+            # Not a provider answer (a bug, a malformed message): nothing was sent; leave nothing
+            # in flight for the sweep to mistake for a lost answer.
+            _release(message.delivery_ids, None, outcomes)
+            raise
         else:
             outcomes.add(message.delivery_ids, DeliveryState.SENT, provider_id=provider_id)
     outcomes.flush()
+    return outcome
+
+
+def deliver_now(spec: BatchSpec, *, backend: Backend | None = None) -> BatchOutcome:
+    """Deliver a batch in this process while someone waits (test sends): brief retries, then
+    whatever could not be sent is recorded failed; nothing is left pending."""
+    outcome = BatchOutcome()
+    for attempt in range(1, INTERACTIVE_ATTEMPTS + 1):
+        outcome = deliver_batch(spec, final_attempt=attempt == INTERACTIVE_ATTEMPTS, backend=backend)
+        if not outcome.retry:
+            return outcome
+        if attempt < INTERACTIVE_ATTEMPTS:
+            time.sleep(min((outcome.retry_after_ms or 1000) / 1000, INTERACTIVE_MAX_WAIT_SECONDS))
+    fail_remaining(spec, f"not sent after {INTERACTIVE_ATTEMPTS} attempts: {outcome.last_error}")
     return outcome
 
 
@@ -300,13 +325,13 @@ def _only(message: OutgoingMessage, delivery_ids: set[int]) -> OutgoingMessage:
 
 
 class _Outcomes:
-    """Provider outcomes of a batch, written together: one transaction for many requests.
+    """Provider outcomes of a batch, written with the next request's take-into-flight.
 
-    A batch of per-reader digests is hundreds of requests; a transaction each was a quarter of a
-    worker's time. Outcomes wait at most RECORD_EVERY_MESSAGES requests or RECORD_EVERY_SECONDS:
-    if the process dies before writing them, those sends stay ``sending`` and the sweep records
-    them ``unknown`` (never re-sent; provider events settle them). Each request's recipients
-    share one outcome, so each is one UPDATE by primary keys.
+    A batch of per-reader digests is hundreds of requests; a transaction each for the outcomes
+    was a quarter of a worker's time. Outcomes wait at most RECORD_EVERY_MESSAGES requests or
+    RECORD_EVERY_SECONDS: if the process dies before writing them, those sends stay ``sending``
+    and the sweep records them ``unknown`` (never re-sent; provider events settle them). Each
+    request's recipients share one outcome, so each is one UPDATE by primary keys.
     """
 
     def __init__(self, outcome: BatchOutcome) -> None:
@@ -323,49 +348,54 @@ class _Outcomes:
         error: str | None = None,
     ) -> None:
         self.pending.append((delivery_ids, state, provider_id, error[:MAX_ERROR_LENGTH] if error else None))
+
+    def write_due(self, session: Session) -> None:
+        """Write the outcomes if enough have waited, in the caller's transaction."""
         if (
             len(self.pending) >= RECORD_EVERY_MESSAGES
             or time.monotonic() - self.since >= RECORD_EVERY_SECONDS
         ):
-            self.flush()
+            self.write(session)
 
     def flush(self) -> None:
+        """Write every outcome still waiting, in a transaction of its own."""
         if self.pending:
-            now = utcnow()
             with session_scope() as session:
-                for delivery_ids, state, provider_id, error in self.pending:
-                    values: dict[str, Any] = {
-                        "state": state,
-                        "finished_at": now,
-                        "attempts": Delivery.attempts + 1,
-                        "error": error,
-                    }
-                    if provider_id is not None:
-                        values["provider_message_id"] = provider_id
-                    count = _update_where(session, delivery_ids, DeliveryState.SENDING, **values)
-                    if state == DeliveryState.SENT:
-                        self.outcome.sent += count
-                    elif state == DeliveryState.FAILED:
-                        self.outcome.failed += count
-                    else:
-                        self.outcome.unknown += count
+                self.write(session)
+
+    def write(self, session: Session) -> None:
+        now = utcnow()
+        for delivery_ids, state, provider_id, error in self.pending:
+            values: dict[str, Any] = {
+                "state": state,
+                "finished_at": now,
+                "attempts": Delivery.attempts + 1,
+                "error": error,
+            }
+            if provider_id is not None:
+                values["provider_message_id"] = provider_id
+            count = _update_where(session, delivery_ids, DeliveryState.SENDING, **values)
+            if state == DeliveryState.SENT:
+                self.outcome.sent += count
+            elif state == DeliveryState.FAILED:
+                self.outcome.failed += count
+            else:
+                self.outcome.unknown += count
         self.pending = []
         self.since = time.monotonic()
 
 
-def _release(attempted: list[int], untried: list[int], error: str) -> None:
-    """Back to pending: the provider did not take these; the retried message will send them."""
+def _release(attempted: list[int], error: str | None, outcomes: _Outcomes) -> None:
+    """Back to pending: the provider did not take these; the retried message will send them.
+
+    The outcomes still waiting are written in the same transaction.
+    """
     with session_scope() as session:
-        _update_where(
-            session,
-            attempted,
-            DeliveryState.SENDING,
-            state=DeliveryState.PENDING,
-            attempts=Delivery.attempts + 1,
-            error=error[:MAX_ERROR_LENGTH],
-        )
-        rest = [d for d in untried if d not in set(attempted)]
-        _update_where(session, rest, DeliveryState.SENDING, state=DeliveryState.PENDING)
+        outcomes.write(session)
+        values: dict[str, Any] = {"state": DeliveryState.PENDING}
+        if error is not None:
+            values.update(attempts=Delivery.attempts + 1, error=error[:MAX_ERROR_LENGTH])
+        _update_where(session, attempted, DeliveryState.SENDING, **values)
 
 
 def _update_where(session: Session, ids: Sequence[int], from_state: DeliveryState, **values: Any) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,10 @@ class RecipientRecord(BaseModel):
     @field_validator("name", "external_ref")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
+        # A name ends up in a To: header: a line break or other control character there would
+        # break the message (or forge a header).
+        if value and any(unicodedata.category(c) == "Cc" for c in value):
+            raise ValueError("contains a line break or another control character")
         return value or None
 
 

@@ -13,7 +13,7 @@ from mailer.addresses import address_hash, normalise_address
 from mailer.config import get_settings
 from mailer.db import in_chunks, utcnow
 from mailer.errors import InvalidInput, NotFound
-from mailer.models import AccountState, Consent, ConsentAction, Recipient
+from mailer.models import AccountState, Consent, ConsentAction, ConsentEvent, Recipient
 from mailer.recipient_file import NumberedRecord
 from mailer.suppression import entries
 
@@ -143,19 +143,38 @@ def _append_consents(
     recorded_by: str,
     result: ImportResult,
 ) -> None:
+    rids = list(ids.values())
     state = {
         (c.recipient_id, c.purpose): c
-        for c in session.scalars(sa.select(Consent).where(Consent.recipient_id.in_(list(ids.values()))))
+        for c in session.scalars(sa.select(Consent).where(Consent.recipient_id.in_(rids)))
     }
+    dated = {n.record.address for n in chunk if any(g.at for g in n.record.consents.values())}
+    recorded = (
+        {
+            (e.recipient_id, e.purpose, e.action, e.at)
+            for e in session.execute(
+                sa.select(
+                    ConsentEvent.recipient_id, ConsentEvent.purpose, ConsentEvent.action, ConsentEvent.at
+                ).where(ConsentEvent.recipient_id.in_([ids[a] for a in dated]))
+            )
+        }
+        if dated
+        else set()
+    )
     changes = []
     for n in chunk:
         rid = ids[n.record.address]
         for purpose, given in n.record.consents.items():
-            now = state.get((rid, purpose))
-            if now is not None and now.granted == given.granted and given.at in (None, now.at):
+            action = ConsentAction.GRANTED if given.granted else ConsentAction.WITHDRAWN
+            # A line without a time cannot say whether it is newer than what the ledger holds: it
+            # only sets a purpose the recipient has no record of. A dated line is appended once;
+            # the ledger's order by time then decides (an old grant never undoes a newer withdrawal).
+            if given.at is None and (rid, purpose) in state:
                 result.unchanged_consents += 1
                 continue
-            action = ConsentAction.GRANTED if given.granted else ConsentAction.WITHDRAWN
+            if given.at is not None and (rid, purpose, action, given.at) in recorded:
+                result.unchanged_consents += 1
+                continue
             proof = consent.Proof(
                 source=given.source,
                 at=given.at,

@@ -56,3 +56,15 @@ def test_message_bodies_and_info_logs_hold_no_personal_data(db, fake_sendgrid, c
         actors.deliver.fn("test_message", "tender_alerts", "test:privacy", ids)
     assert caplog.records, "the batch should log its outcome"
     assert all("@" not in r.getMessage() and "example" not in r.getMessage() for r in caplog.records)
+
+
+def test_a_burst_of_429s_does_not_use_up_the_retries(db, fake_sendgrid, stub_worker):
+    ids = make_recipients(1)
+    fake_sendgrid.script(*[RateLimit(reset_in=0.2)] * 3)
+    # Given a message allowed a single retry, When SendGrid answers 429 three times
+    actors.deliver.send_with_options(args=("test_message", "tender_alerts", "test:429s", ids), max_retries=1)
+    stub_worker.join(actors.DELIVERY_QUEUE, timeout=60_000)
+    # Then it still goes out, once
+    (record,) = all_deliveries()
+    assert record.state == DeliveryState.SENT
+    assert [r.status for r in fake_sendgrid.requests] == [429, 429, 429, 202]

@@ -61,6 +61,11 @@ BAD = [
         "not an e-mail address",
     ),
     (["consent", "grant", "known@example.com", "nouma_offers"], "--source"),
+    (
+        ["consent", "grant", "known@example.com", "partner_offers", "--source", "support_request"],
+        "--partner-list-version",
+    ),
+    (["digest", "run", "--frequency", "daily", "--as-of", "2099-01-01"], "in the future"),
     (["suppress", "add", "x@example.com", "--reason", "opposition"], "exactly one of --purpose"),
     (
         ["suppress", "add", "x@example.com", "--all", "--purpose", "nouma_offers", "--reason", "opposition"],

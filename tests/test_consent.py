@@ -144,3 +144,17 @@ def test_concurrent_writers_on_one_recipient_end_consistent(db):
     # Then nothing failed and the state is the ledger's latest event
     assert errors == []
     assert stored_state() == derived_state()
+
+
+def test_a_grant_stamped_in_the_future_does_not_outrank_a_later_withdrawal(db):
+    # Given a grant whose time is a few minutes ahead (a fast clock on the site)
+    (rid,) = make_recipients(1, granted=())
+    ahead = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=4)
+    with session_scope() as session:
+        consent.grant(session, rid, "nouma_offers", consent.Proof(source=ConsentSource.SITE, at=ahead))
+    # When the person unsubscribes a moment later
+    with session_scope() as session:
+        consent.withdraw(session, rid, "nouma_offers", consent.Proof(source=ConsentSource.ONE_CLICK))
+    # Then the withdrawal is the current state
+    with session_scope(readonly=True) as session:
+        assert consent.current(session, rid)["nouma_offers"].granted is False

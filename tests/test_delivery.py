@@ -266,3 +266,76 @@ def test_consent_regranted_is_sent_again_under_a_new_intent_only(db, fake_sendgr
     assert len(fake_sendgrid.recipients()) == 2
     with session_scope(readonly=True) as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(Delivery)) == 2
+
+
+class _Recording:
+    """The configured backend, with something done after each request (another connection)."""
+
+    def __init__(self, after_send):
+        from mailer.message import get_backend
+
+        self.inner = get_backend()
+        self.after_send = after_send
+        self.name = "recording"
+
+    def send(self, message):
+        provider_id = self.inner.send(message)
+        self.after_send(message)
+        return provider_id
+
+
+def test_a_withdrawal_while_earlier_requests_of_the_batch_go_out_wins(db, fake_sendgrid):
+    # Given a batch of three one-request-each messages
+    ids = make_recipients(3)
+    # When the last recipient withdraws while the first request is being answered
+    withdrawn = []
+
+    def withdraw_last(message):
+        if not withdrawn:
+            withdraw(ids[2], "tender_alerts")
+            withdrawn.append(True)
+
+    outcome = deliver_batch(spec(ids), backend=_Recording(withdraw_last))
+    # Then the requests after it see the withdrawal: not sent, recorded with the reason
+    assert outcome.sent == 2
+    assert sorted(fake_sendgrid.recipients()) == ["person0@example.com", "person1@example.com"]
+    last = {d.recipient_id: d for d in all_deliveries()}[ids[2]]
+    assert (last.state, last.skip_reason) == (DeliveryState.SKIPPED, "no_consent")
+
+
+def test_a_backend_that_breaks_leaves_nothing_in_flight(db, fake_sendgrid):
+    import pytest
+
+    ids = make_recipients(2)
+
+    class Broken:
+        name = "broken"
+
+        def send(self, message):
+            raise ValueError("header value contains a line break")
+
+    with pytest.raises(ValueError):
+        deliver_batch(spec(ids), backend=Broken())
+    # Nothing was sent: the sends wait as pending (never "sending", which the sweep would call unknown)
+    assert [d.state for d in all_deliveries()] == [DeliveryState.PENDING, DeliveryState.PENDING]
+
+
+def test_a_429_on_the_last_attempt_is_not_a_failure(db, fake_sendgrid):
+    ids = make_recipients(1)
+    fake_sendgrid.script(RateLimit(reset_in=1))
+    outcome = deliver_batch(spec(ids), final_attempt=True)
+    assert outcome.retry and outcome.failed == 0
+    assert all_deliveries()[0].state == DeliveryState.PENDING
+
+
+def test_a_test_send_someone_waits_for_ends_recorded_whatever_sendgrid_says(db, fake_sendgrid, monkeypatch):
+    from mailer import delivery
+
+    monkeypatch.setattr(delivery, "INTERACTIVE_MAX_WAIT_SECONDS", 0.01)
+    ids = make_recipients(2)
+    fake_sendgrid.script(*[Reject(503, "Service Unavailable")] * 3, RateLimit(reset_in=1))
+    delivery.deliver_now(spec(ids[:1], belongs_to="test:a"))
+    delivery.deliver_now(spec(ids[1:], belongs_to="test:b"))
+    first, second = all_deliveries()
+    assert (first.state, first.error) == (DeliveryState.FAILED, "503: Service Unavailable")
+    assert (second.state, second.attempts) == (DeliveryState.SENT, 2)

@@ -123,6 +123,12 @@ def test_jsonl_import_and_reimport_changes_nothing(db, tmp_path):
             "already given on line 1",
         ),
         ("bad.jsonl", "[1, 2]\n", 1, "expected a JSON object"),
+        (
+            "bad.jsonl",
+            jsonl({"address": "ok@example.com", "name": "Jean\nBcc: x@example.com"}),
+            1,
+            "line break",
+        ),
         ("bad.csv", "address,nouma_offer\nok@example.com,granted\n", 1, "unknown column 'nouma_offer'"),
         ("bad.csv", "name\nMarie\n", 1, "no address column"),
         (
@@ -213,3 +219,27 @@ def test_erasure_removes_personal_data_and_the_opposition_survives(db):
         assert gate.check(session, "tender_alerts", [again.id]) == {again.id: "suppressed:opposition"}
     with pytest.raises(NotFound), session_scope() as session:
         recipients.erase(session, "nobody@example.com")
+
+
+@pytest.mark.parametrize("dated", [False, True])
+def test_importing_a_file_again_after_a_withdrawal_never_grants_again(db, tmp_path, dated):
+    from mailer import consent
+    from mailer.models import ConsentSource
+
+    grant = {"granted": True, **({"at": "2026-01-05T10:00:00+01:00"} if dated else {})}
+    path = write(
+        tmp_path, "people.jsonl", jsonl({"address": "a@example.com", "consents": {"nouma_offers": grant}})
+    )
+    do_import(path)
+    # Given the person then withdrew, through the unsubscribe link
+    with session_scope() as session:
+        rid = recipients.get(session, "a@example.com").id
+        consent.withdraw(session, rid, "nouma_offers", consent.Proof(source=ConsentSource.ONE_CLICK))
+    before = table_counts()
+    # When the same file is imported again
+    result = do_import(path)
+    # Then nothing is written and the gate still refuses
+    assert (result.consent_events, result.unchanged_consents) == (0, 1)
+    assert table_counts() == before
+    with session_scope(readonly=True) as session:
+        assert gate.check(session, "nouma_offers", [rid]) == {rid: "no_consent"}

@@ -111,9 +111,16 @@ def _as_of(value: str | None) -> dt.date | None:
     if value is None:
         return None
     try:
-        return dt.date.fromisoformat(value)
+        day = dt.date.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint="--as-of") from None
+    from mailer.alerts.digests import today_in_paris
+
+    # A future window would move every search's high-water mark now, and the real run on that
+    # day would find nothing left to announce.
+    if day > today_in_paris():
+        raise click.BadParameter(f"{value} is in the future", param_hint="--as-of")
+    return day
 
 
 @digest.command()

@@ -194,7 +194,7 @@ def test_send(campaign_id: int, addresses: tuple[str, ...]) -> None:
         versions = control.covering_versions(session, campaign.partner) if campaign.partner else None
         purpose = campaign.purpose
     belongs_to = f"{composer.TEST_PREFIX}{campaign_id}:{uuid.uuid4().hex[:12]}"
-    delivery.deliver_batch(BatchSpec(composer.KIND, purpose, belongs_to, tuple(dict.fromkeys(ids)), versions))
+    delivery.deliver_now(BatchSpec(composer.KIND, purpose, belongs_to, tuple(dict.fromkeys(ids)), versions))
     with session_scope(readonly=True) as session:
         rows = session.execute(
             sa.select(Recipient.address, Delivery.state, Delivery.skip_reason, Delivery.error)

@@ -73,6 +73,9 @@ def grant(address: str, purpose: str, **proof: Any) -> None:
       mailer consent grant marie@example.com nouma_offers --source support_request \\
         --note "ticket 4521" --wording-version offers-2026-01
     """
+    if purpose == "partner_offers" and not proof.get("partner_list_version"):
+        # Consent to partner offers is given for the partners named at the time (CNIL): say which.
+        raise click.UsageError("partner_offers needs --partner-list-version (the partner list shown)")
     _record(ConsentAction.GRANTED, address, purpose, **proof)
 
 
