@@ -214,6 +214,11 @@ def load_settings() -> Settings:
 
 
 def _check_coherence(settings: Settings) -> None:
+    if 0 < settings.campaign_rate_per_hour < settings.campaign_batch_size:
+        raise ConfigError(
+            "MAILER_CAMPAIGN_RATE_PER_HOUR: must be 0 (no hourly limit) or at least "
+            f"MAILER_CAMPAIGN_BATCH_SIZE ({settings.campaign_batch_size}): a batch takes its hour at once"
+        )
     if settings.email_backend == "sendgrid" and settings.sendgrid_api_key is None:
         raise ConfigError("SENDGRID_API_KEY: required when MAILER_EMAIL_BACKEND=sendgrid")
     if not settings.is_embedded:

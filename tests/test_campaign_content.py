@@ -14,10 +14,24 @@ from tests.campaign_helpers import CONTENT, write_content
 from tests.factories import make_recipient
 
 
-def check(html: str = "<p>{{ greeting }}</p>", text: str = "{{ greeting }}", subject: str = "Offres") -> None:
+def check(
+    html: str = "<p>{{ greeting }}</p>",
+    text: str = "{{ greeting }}",
+    subject: str = "Offres",
+    campaign_name: str = "Offre de Noël",
+) -> None:
     content.check_content(
-        {"fr": LocaleContent("fr", subject, html, text)}, purpose="nouma_offers", partner=None
+        {"fr": LocaleContent("fr", subject, html, text)},
+        purpose="nouma_offers",
+        partner=None,
+        campaign_name=campaign_name,
     )
+
+
+def test_content_is_checked_with_the_campaigns_own_name():
+    # A mistake behind a test on the name would otherwise pass create and fail every recipient
+    with pytest.raises(TemplateProblem, match="titel"):
+        check(html="<p>{% if campaign_name %}{{ campaign_name.titel }}{% endif %}</p>")
 
 
 def test_good_content_passes():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+from collections import Counter
 
 import pytest
 import sqlalchemy as sa
@@ -430,7 +431,7 @@ def test_hard_bounces_trip_the_breaker_too(db, tmp_path, monkeypatch):
         )
         assert breaker.rates(session, "nouma_offers").bounce_rate == pytest.approx(0.05)
         assert breaker.check(session, "nouma_offers") == [cid]
-    assert "hard bounces at 5.00%" in campaign(cid).pause_reason
+    assert "bounces (hard bounces and blocks) at 5.00%" in campaign(cid).pause_reason
 
 
 def test_batches_check_the_breaker_as_they_finish(db, fake_sendgrid, tmp_path, monkeypatch):
@@ -546,3 +547,50 @@ def test_a_scheduled_campaign_is_started_by_its_delayed_message(db, tmp_path, st
     while campaign(cid).state != CampaignState.COMPLETED and time.monotonic() < deadline:
         time.sleep(0.2)
     assert campaign(cid).state == CampaignState.COMPLETED
+
+
+def test_waiting_for_the_hourly_pace_is_not_a_failed_attempt(db, fake_sendgrid, tmp_path, monkeypatch):
+    from tests.conftest import reset_process_state
+
+    # Given batches of 10 and an hourly pace of 10: one batch an hour
+    monkeypatch.setenv("MAILER_CAMPAIGN_BATCH_SIZE", "10")
+    monkeypatch.setenv("MAILER_CAMPAIGN_RATE_PER_HOUR", "10")
+    monkeypatch.setenv("MAILER_BROKER_NAMESPACE", f"pace-{tmp_path.name}")
+    reset_process_state()
+    people(20)
+    cid = new_campaign(tmp_path / "paced")
+    first, second = queue_and_start(cid)
+    assert drain([first]) == []
+    # When the second batch is refused its turn many times over
+    for _ in range(15):
+        assert batches.run(second).again_in_ms == 60_000
+    # Then it has not failed a single attempt, the sweep does not pause the campaign, nothing is lost
+    with session_scope(readonly=True) as session:
+        assert session.get(CampaignBatch, second).attempts == 0
+    control.sweep(now=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=30))
+    assert campaign(cid).state == CampaignState.RUNNING
+    assert outcomes(cid) == Counter({("sent", None): 10})  # the second batch claims when its turn comes
+    with session_scope(readonly=True) as session:
+        assert session.get(CampaignBatch, second).state == BatchState.QUEUED
+
+
+def test_a_cancel_while_a_request_fails_leaves_no_send_pending(db, fake_sendgrid, tmp_path):
+    from mailer.message import get_backend
+
+    people(5)
+    cid = new_campaign(tmp_path / "c")
+    (batch_id,) = queue_and_start(cid)
+    fake_sendgrid.script(*[Reject(503, "Service Unavailable")] * 3)
+
+    class CancelledMeanwhile:
+        name = "cancelled-meanwhile"
+
+        def send(self, message):
+            # The marketing team cancels while the request is on its way; SendGrid answers 503.
+            control.cancel(cid, operator="test")
+            return get_backend().send(message)
+
+    batches.run(batch_id, backend=CancelledMeanwhile())
+    # Then every recipient ends with one record, skipped as cancelled; nothing waits pending
+    assert outcomes(cid) == Counter({("skipped", "campaign_cancelled"): 5})
+    assert fake_sendgrid.recipients() == []

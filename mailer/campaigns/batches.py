@@ -103,10 +103,10 @@ def run(batch_id: int, *, backend: Backend | None = None) -> Step:
         return step
 
     pacer = get_pacer()
-    granted = pacer.acquire(opened.size)
-    if granted < opened.size:
+    if not pacer.acquire(opened.size):
+        # Waiting for the pace is not a failed attempt: the error budget must not count it.
         delay = pacer.retry_delay_ms()
-        _requeue(batch_id, delay, lease)
+        _requeue(batch_id, delay, lease, attempts=CampaignBatch.attempts - 1)
         return Step(again_in_ms=delay)
 
     wrapped = CampaignBackend(backend or get_backend())
@@ -196,7 +196,7 @@ def _set(session: sa.orm.Session, batch_id: int, from_states: list[BatchState], 
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def _requeue(batch_id: int, delay_ms: int, lease: dt.timedelta) -> None:
+def _requeue(batch_id: int, delay_ms: int, lease: dt.timedelta, **values: object) -> None:
     with session_scope() as session:
         _set(
             session,
@@ -204,6 +204,7 @@ def _requeue(batch_id: int, delay_ms: int, lease: dt.timedelta) -> None:
             [BatchState.RUNNING],
             state=BatchState.QUEUED,
             lease_until=utcnow() + dt.timedelta(milliseconds=delay_ms) + lease,
+            **values,
         )
 
 
@@ -215,6 +216,12 @@ def _settle(
     batch_id = opened.batch_id
     campaign_id = opened.campaign_id
     if outcome.retry:
+        campaign = control.get(session, campaign_id)
+        if campaign.state == CampaignState.CANCELLED:
+            # Cancelled while these were in flight; SendGrid did not take them: they go nowhere.
+            control.skip_pending_as_cancelled(session, campaign, list(opened.spec.recipient_ids), now=now)
+            control.cancel_batch(session, batch_id, now=now)
+            return Step()
         if refused is not None:
             control.pause(
                 session,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from mailer.campaigns.composer import TEST_PREFIX
 from mailer.campaigns.models import Campaign, CampaignState, PauseCause
 from mailer.config import get_settings
 from mailer.db import utcnow
@@ -60,8 +61,8 @@ class Rates:
             )
         if self.bounce_rate > settings.breaker_bounce_rate:
             return (
-                f"hard bounces at {self.bounce_rate:.2%} of the last {self.deliveries:,} deliveries "
-                f"(limit {settings.breaker_bounce_rate:.2%})"
+                f"bounces (hard bounces and blocks) at {self.bounce_rate:.2%} of the last "
+                f"{self.deliveries:,} deliveries (limit {settings.breaker_bounce_rate:.2%})"
             )
         return None
 
@@ -83,7 +84,7 @@ def rates(session: Session, purpose: str, *, after_delivery_id: int = 0) -> Rate
     before: int | None = None
     while deliveries < window and scanned < window * MAX_SCAN_FACTOR:
         query = (
-            sa.select(Delivery.id, Delivery.purpose, Delivery.state)
+            sa.select(Delivery.id, Delivery.purpose, Delivery.state, Delivery.belongs_to)
             .where(Delivery.id > after_delivery_id)
             .order_by(Delivery.id.desc())
             .limit(PAGE_SIZE)
@@ -94,8 +95,8 @@ def rates(session: Session, purpose: str, *, after_delivery_id: int = 0) -> Rate
         if not rows:
             break
         for row in rows:
-            if row.purpose != purpose or row.state not in LEFT_US:
-                continue
+            if row.purpose != purpose or row.state not in LEFT_US or row.belongs_to.startswith(TEST_PREFIX):
+                continue  # test sends go to the team's own seed addresses: not the audience's verdict
             deliveries += 1
             complaints += row.state == DeliveryState.COMPLAINED
             bounces += row.state == DeliveryState.BOUNCED

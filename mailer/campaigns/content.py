@@ -131,8 +131,14 @@ def read_content_dir(directory: Path) -> dict[str, LocaleContent]:
 # -- checking at create
 
 
-def check_content(contents: Mapping[str, LocaleContent], *, purpose: str, partner: str | None) -> None:
-    """Refuse content that would fail or misbehave mid-send; TemplateProblem names file and line."""
+def check_content(
+    contents: Mapping[str, LocaleContent], *, purpose: str, partner: str | None, campaign_name: str
+) -> None:
+    """Refuse content that would fail or misbehave mid-send; TemplateProblem names file and line.
+
+    Rendered with the values the send will use (the campaign's own name, its partner), and with
+    sample recipients with and without names.
+    """
     for locale, content in contents.items():
         for part in CONTENT_FILES:
             name = f"{locale}/{part}"
@@ -140,7 +146,7 @@ def check_content(contents: Mapping[str, LocaleContent], *, purpose: str, partne
             template = _compile(name, source, html=part.endswith(".html"))
             for sample in SAMPLE_NAMES:
                 values = sample_values(locale, sample)
-                shared = shared_values(locale, purpose=purpose, partner=partner, campaign_name="")
+                shared = shared_values(locale, purpose=purpose, partner=partner, campaign_name=campaign_name)
                 direct = _render(name, template, {**shared, **_plain(values, html=part.endswith(".html"))})
                 tagged = _render(name, template, {**shared, **tags(html=part.endswith(".html"))})
                 if substitute(tagged, substitutions(values, html=part.endswith(".html"))) != direct:

@@ -133,7 +133,7 @@ def create(
         audience.parse(audience_expression)
     if send_at is not None and send_at.tzinfo is None:
         raise InvalidInput("--send-at needs a time zone")
-    check_content(contents, purpose=purpose, partner=partner)
+    check_content(contents, purpose=purpose, partner=partner, campaign_name=name.strip())
     campaign = Campaign(
         name=name.strip(),
         purpose=purpose,
@@ -421,6 +421,24 @@ def close_cancelled_batches(campaign_id: int, *, progress: Callable[[int], None]
     return len(open_ids)
 
 
+def skip_pending_as_cancelled(
+    session: Session, campaign: Campaign, recipient_ids: list[int], *, now: dt.datetime
+) -> int:
+    """Record a cancelled campaign's still-pending sends among these recipients as skipped."""
+    result = session.execute(
+        sa.update(Delivery)
+        .where(
+            Delivery.purpose == campaign.purpose,
+            Delivery.belongs_to == belongs_to(campaign.id),
+            id_in(session, Delivery.recipient_id, recipient_ids),
+            state_is(Delivery.state, DeliveryState.PENDING),
+        )
+        .values(state=DeliveryState.SKIPPED, skip_reason=CAMPAIGN_CANCELLED, finished_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def cancel_batch(session: Session, batch_id: int, *, now: dt.datetime | None = None) -> int:
     """Every recipient of a batch without a delivery record gets one, skipped; pending sends too."""
     now = now or utcnow()
@@ -462,17 +480,7 @@ def cancel_batch(session: Session, batch_id: int, *, now: dt.datetime | None = N
         .on_conflict_do_nothing(index_elements=["purpose", "belongs_to", "recipient_id"])
     )
     # Claimed but not yet in flight: a worker still on this batch cannot take them any more.
-    session.execute(
-        sa.update(Delivery)
-        .where(
-            Delivery.purpose == campaign.purpose,
-            Delivery.belongs_to == key,
-            id_in(session, Delivery.recipient_id, ids),
-            state_is(Delivery.state, DeliveryState.PENDING),
-        )
-        .values(state=DeliveryState.SKIPPED, skip_reason=CAMPAIGN_CANCELLED, finished_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    skip_pending_as_cancelled(session, campaign, ids, now=now)
     session.execute(
         sa.update(CampaignBatch)
         .where(CampaignBatch.id == batch_id, CampaignBatch.state.not_in(FINISHED_BATCH_STATES))

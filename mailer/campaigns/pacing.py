@@ -8,6 +8,7 @@ uses the in-process stub backend.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -73,28 +74,27 @@ class Pacer:
         *,
         max_wait: float = MAX_WAIT_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
-    ) -> int:
-        """Wait for room to send ``amount`` mails; returns how many of them were granted.
+    ) -> bool:
+        """Take room for all ``amount`` mails, or report that there is none (False).
 
-        More than a window holds is granted piece by piece. Gives up after ``max_wait`` seconds
-        (the caller puts the batch back with a delay rather than holding a worker thread).
+        The per-second pace is taken piece by piece when a batch holds more than a second's
+        worth, waiting the seconds the pieces need plus at most ``max_wait`` for contention; the
+        hourly allowance is taken last and whole, so a batch never spends part of it and gives up.
+        On False the caller puts the batch back with a delay rather than holding a worker thread.
         """
-        deadline = time.monotonic() + max_wait
+        per_second, *hourly = self.limiters
+        deadline = time.monotonic() + max_wait + (math.ceil(amount / per_second.limit) - 1)
         granted = 0
         while granted < amount:
-            piece = min(amount - granted, *(limiter.limit for limiter in self.limiters))
-            if all(self._take(limiter, piece) for limiter in self.limiters):
+            piece = min(amount - granted, per_second.limit)
+            if per_second.try_acquire(piece):
                 granted += piece
                 continue
             if time.monotonic() >= deadline:
-                break
+                return False
             # The per-second window moves on at the next whole second.
             sleep(max(0.01, 1.0 - (time.time() % 1.0)))
-        return granted
-
-    @staticmethod
-    def _take(limiter: WeightedWindowRateLimiter, amount: int) -> bool:
-        return limiter.try_acquire(amount)
+        return all(limiter.try_acquire(amount) for limiter in hourly)
 
     def retry_delay_ms(self) -> int:
         """How long a batch that did not get its turn waits before trying again."""
