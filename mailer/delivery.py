@@ -30,7 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mailer import gate
-from mailer.batch import BatchSpec, split
+from mailer.batch import BatchSpec
 from mailer.config import get_settings
 from mailer.db import id_in, in_chunks, session_scope, state_is, utcnow
 from mailer.emails import Addressed, RecipientView, composer_for, kinds_requeued_by_their_owner
@@ -54,6 +54,10 @@ RECORD_EVERY_SECONDS = 1.0
 #: between tries, before it is recorded failed.
 INTERACTIVE_ATTEMPTS = 3
 INTERACTIVE_MAX_WAIT_SECONDS = 10.0
+
+#: Recipients per batch the sweep queues again: the smallest batch a kind uses (digests: 250), so
+#: a worker's memory stays what that kind was measured with.
+REQUEUE_BATCH_SIZE = 250
 
 #: Longest error text kept on a delivery; provider bodies can be long.
 MAX_ERROR_LENGTH = 2000
@@ -438,19 +442,28 @@ def sweep(now: dt.datetime | None = None) -> SweepResult:
             .execution_options(synchronize_session=False)
         ).rowcount  # type: ignore[attr-defined]
         cutoff = now - dt.timedelta(seconds=settings.stale_pending_seconds)
-        rows = session.execute(
-            sa.select(Delivery.kind, Delivery.purpose, Delivery.belongs_to, Delivery.recipient_id)
+        # A send queued again waits a whole period before the next sweep queues it once more, so a
+        # long backlog is not copied into the broker every few minutes.
+        found = session.execute(
+            sa.update(Delivery)
             .where(
                 Delivery.state == DeliveryState.PENDING,
-                sa.func.coalesce(Delivery.sending_at, Delivery.created_at) < cutoff,
+                sa.func.coalesce(Delivery.requeued_at, Delivery.sending_at, Delivery.created_at) < cutoff,
                 # Campaign batches are queued again by the campaign sweep, which honours pauses.
                 Delivery.kind.not_in(sorted(kinds_requeued_by_their_owner())),
             )
-            .order_by(Delivery.kind, Delivery.purpose, Delivery.belongs_to, Delivery.recipient_id)
+            .values(requeued_at=now)
+            .returning(Delivery.kind, Delivery.purpose, Delivery.belongs_to, Delivery.recipient_id)
+            .execution_options(synchronize_session=False)
         ).all()
+    rows = sorted(found, key=lambda r: (r.kind, r.purpose, r.belongs_to, r.recipient_id))
     requeue: list[BatchSpec] = []
     for (kind, purpose, belongs_to), group in groupby(rows, key=lambda r: (r.kind, r.purpose, r.belongs_to)):
-        requeue.extend(split(kind, purpose, belongs_to, [r.recipient_id for r in group]))
+        ids = [r.recipient_id for r in group]
+        requeue.extend(
+            BatchSpec(kind, purpose, belongs_to, tuple(ids[i : i + REQUEUE_BATCH_SIZE]))
+            for i in range(0, len(ids), REQUEUE_BATCH_SIZE)
+        )
     if marked:
         log.warning("marked %d stale in-flight sends unknown", marked)
     return SweepResult(marked_unknown=marked, requeue=requeue)

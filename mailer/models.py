@@ -189,6 +189,8 @@ class Delivery(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     #: Time of the latest provider event applied.
     event_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    #: When the sweep last handed this pending send to the broker again (its message was lost).
+    requeued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         sa.UniqueConstraint("purpose", "belongs_to", "recipient_id", name="uq_deliveries_send_key"),

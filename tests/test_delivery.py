@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import sqlalchemy as sa
 
 from mailer import consent
@@ -339,3 +341,27 @@ def test_a_test_send_someone_waits_for_ends_recorded_whatever_sendgrid_says(db, 
     first, second = all_deliveries()
     assert (first.state, first.error) == (DeliveryState.FAILED, "503: Service Unavailable")
     assert (second.state, second.attempts) == (DeliveryState.SENT, 2)
+
+
+def test_the_sweep_queues_a_lost_send_again_once_a_period_in_batches_of_250(db):
+    ids = make_recipients(300)
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
+    with session_scope() as session:
+        session.add_all(
+            Delivery(
+                purpose="tender_alerts",
+                belongs_to="test:lost",
+                recipient_id=rid,
+                kind="test_message",
+                created_at=long_ago,
+            )
+            for rid in ids
+        )
+    # When the sweep runs every five minutes during a long backlog
+    first = sweep()
+    again = sweep(now=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5))
+    later = sweep(now=dt.datetime.now(dt.UTC) + dt.timedelta(hours=2))
+    # Then the lost sends are queued once, in batches of 250, and again only a period later
+    assert [len(s.recipient_ids) for s in first.requeue] == [250, 50]
+    assert again.requeue == []
+    assert sum(len(s.recipient_ids) for s in later.requeue) == 300
