@@ -13,7 +13,7 @@ from mailer.delivery import deliver_batch, sweep
 from mailer.emails import Composition, _composers
 from mailer.models import ConsentSource, Delivery, DeliveryState
 from tests.factories import all_deliveries, make_recipients, oppose, withdraw
-from tests.fakes.sendgrid import Hang, RateLimit, Reject
+from tests.fakes.sendgrid import Accept, Hang, RateLimit, Reject
 
 
 def spec(ids: list[int], purpose: str = "tender_alerts", belongs_to: str = "test:pipeline") -> BatchSpec:
@@ -365,3 +365,58 @@ def test_the_sweep_queues_a_lost_send_again_once_a_period_in_batches_of_250(db):
     assert [len(s.recipient_ids) for s in first.requeue] == [250, 50]
     assert again.requeue == []
     assert sum(len(s.recipient_ids) for s in later.requeue) == 300
+
+
+def test_a_wave_broken_off_by_a_429_puts_the_requests_not_yet_tried_back_to_pending(db, fake_sendgrid):
+    # Given five one-request messages, fast answers (the second wave takes the four others at once)
+    ids = make_recipients(5)
+    # When SendGrid answers the first two, then asks to slow down
+    fake_sendgrid.script(Accept(), Accept(), RateLimit(reset_in=1))
+    outcome = deliver_batch(spec(ids))
+    # Then two are sent; the limited one and the two never tried wait as pending, no attempt spent
+    # on the untried ones, none left in flight for the sweep to call unknown
+    assert (outcome.sent, outcome.retry) == (2, True)
+    states = sorted((d.state.value, d.attempts) for d in all_deliveries())
+    assert states == [("pending", 0), ("pending", 0), ("pending", 1), ("sent", 1), ("sent", 1)]
+
+
+def test_waves_hold_as_many_requests_as_go_out_in_the_take_ahead_time(monkeypatch):
+    from mailer import delivery
+
+    monkeypatch.setattr(delivery, "TAKE_AHEAD_SECONDS", 1.0)
+    waves = delivery._Waves()
+    assert waves.next_size() == 1
+    waves.observe(0.3)
+    waves.observe(0.2)
+    # 0.25 s a request: four fit in a second
+    assert waves.next_size() == 4
+    waves.observe(5.0)
+    assert waves.next_size() == 1
+    fast = delivery._Waves()
+    fast.observe(0.0001)
+    assert fast.next_size() == delivery.RECORD_EVERY_MESSAGES
+
+
+def test_a_withdrawal_during_a_slow_batch_wins_within_the_take_ahead_time(db, fake_sendgrid, monkeypatch):
+    import time
+
+    from mailer import delivery
+
+    # Given requests that take 0.1 s each and waves sized for 0.25 s (two requests)
+    monkeypatch.setattr(delivery, "TAKE_AHEAD_SECONDS", 0.25)
+    ids = make_recipients(6)
+    sent = []
+
+    def slow_then_withdraw(message):
+        time.sleep(0.1)
+        sent.append(message)
+        if len(sent) == 2:
+            # When the last one withdraws while the second request (the second wave's first) is
+            # answered: an unbounded second wave would already hold it
+            withdraw(ids[5], "tender_alerts")
+
+    deliver_batch(spec(ids), backend=_Recording(slow_then_withdraw))
+    # Then it is not sent: its wave, two requests later, was taken after the withdrawal
+    last = {d.recipient_id: d for d in all_deliveries()}[ids[5]]
+    assert (last.state, last.skip_reason) == (DeliveryState.SKIPPED, "no_consent")
+    assert len(sent) == 5
