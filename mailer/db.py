@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import enum
+import json
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,30 @@ def id_in(session: Session, column: Any, ids: Iterable[int]) -> sa.ColumnElement
     if session.get_bind().dialect.name == "postgresql":
         return column == sa.any_(sa.literal(values, type_=ARRAY(sa.BigInteger())))
     return column.in_(values)
+
+
+def id_text_rows(session: Session, rows: Sequence[tuple[int, str | None]], name: str) -> sa.Subquery:
+    """``(id, value)`` pairs as a subquery of two columns, ``id`` and ``value``, in one parameter
+    per column: two arrays on PostgreSQL, one JSON document on SQLite. For ``UPDATE ... FROM``
+    setting a different value on each of many rows in one statement."""
+    if session.get_bind().dialect.name == "postgresql":
+        return sa.select(
+            sa.func.unnest(sa.literal([i for i, _ in rows], type_=ARRAY(sa.BigInteger()))).label("id"),
+            sa.func.unnest(sa.literal([v for _, v in rows], type_=ARRAY(sa.Text()))).label("value"),
+        ).subquery(name)
+    pairs = (
+        sa.func.json_each(sa.literal(json.dumps(list(rows)), sa.Text()))
+        .table_valued("value")
+        .alias(f"{name}_json")
+    )
+    return (
+        sa.select(
+            sa.cast(sa.func.json_extract(pairs.c.value, "$[0]"), sa.BigInteger()).label("id"),
+            sa.func.json_extract(pairs.c.value, "$[1]").label("value"),
+        )
+        .select_from(pairs)
+        .subquery(name)
+    )
 
 
 def state_is(column: Any, value: str) -> sa.ColumnElement[bool]:

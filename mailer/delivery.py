@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from mailer import gate
 from mailer.batch import BatchSpec
 from mailer.config import get_settings
-from mailer.db import id_in, in_chunks, session_scope, state_is, utcnow
+from mailer.db import id_in, id_text_rows, in_chunks, session_scope, state_is, utcnow
 from mailer.emails import Addressed, RecipientView, composer_for, kinds_requeued_by_their_owner
 from mailer.errors import (
     AmbiguousSendError,
@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 #: Provider outcomes are written together after this many requests, or after this many seconds.
 RECORD_EVERY_MESSAGES = 50
 RECORD_EVERY_SECONDS = 1.0
+
+#: Sends recorded sent per statement.
+OUTCOME_CHUNK = 5000
 
 #: Requests of a batch are taken into flight (the gate re-checked) in waves expected to go out
 #: within this many seconds.
@@ -379,13 +382,14 @@ def _only(message: OutgoingMessage, delivery_ids: set[int]) -> OutgoingMessage:
 
 
 class _Outcomes:
-    """Provider outcomes of a batch, written with the next request's take-into-flight.
+    """Provider outcomes of a batch, written with the next wave's take-into-flight.
 
     A batch of per-reader digests is hundreds of requests; a transaction each for the outcomes
     was a quarter of a worker's time. Outcomes wait at most RECORD_EVERY_MESSAGES requests or
     RECORD_EVERY_SECONDS: if the process dies before writing them, those sends stay ``sending``
-    and the sweep records them ``unknown`` (never re-sent; provider events settle them). Each
-    request's recipients share one outcome, so each is one UPDATE by primary keys.
+    and the sweep records them ``unknown`` (never re-sent; provider events settle them). The sends
+    recorded sent are one UPDATE, each row joined to its request's message id; a failed or unknown
+    request (rare) is one UPDATE by primary keys.
     """
 
     def __init__(self, outcome: BatchOutcome) -> None:
@@ -419,19 +423,38 @@ class _Outcomes:
 
     def write(self, session: Session) -> None:
         now = utcnow()
-        for delivery_ids, state, provider_id, error in self.pending:
+        sent = [
+            (d, provider_id)
+            for ids, state, provider_id, _ in self.pending
+            if state == DeliveryState.SENT
+            for d in ids
+        ]
+        # Every request's sends recorded sent in one statement, each with its request's message id.
+        for chunk in in_chunks(sent, OUTCOME_CHUNK):
+            answered = id_text_rows(session, chunk, "answered")
+            self.outcome.sent += session.execute(
+                sa.update(Delivery)
+                .where(Delivery.id == answered.c.id, state_is(Delivery.state, DeliveryState.SENDING))
+                .values(
+                    state=DeliveryState.SENT,
+                    finished_at=now,
+                    attempts=Delivery.attempts + 1,
+                    error=None,
+                    provider_message_id=sa.func.coalesce(answered.c.value, Delivery.provider_message_id),
+                )
+                .execution_options(synchronize_session=False)
+            ).rowcount  # type: ignore[attr-defined]
+        for delivery_ids, state, _, error in self.pending:
+            if state == DeliveryState.SENT:
+                continue
             values: dict[str, Any] = {
                 "state": state,
                 "finished_at": now,
                 "attempts": Delivery.attempts + 1,
                 "error": error,
             }
-            if provider_id is not None:
-                values["provider_message_id"] = provider_id
             count = _update_where(session, delivery_ids, DeliveryState.SENDING, **values)
-            if state == DeliveryState.SENT:
-                self.outcome.sent += count
-            elif state == DeliveryState.FAILED:
+            if state == DeliveryState.FAILED:
                 self.outcome.failed += count
             else:
                 self.outcome.unknown += count

@@ -33,8 +33,9 @@ def test_a_batch_is_sent_once_in_one_request_per_message_and_recorded(db, fake_s
     assert sorted(fake_sendgrid.recipients()) == [f"person{i}@example.com" for i in range(3)]
     records = all_deliveries()
     assert [d.state for d in records] == [DeliveryState.SENT] * 3
-    ids_by_request = {r.message_id for r in fake_sendgrid.requests}
-    assert {d.provider_message_id for d in records} == ids_by_request
+    message_id_of = {int(d): r.message_id for r in fake_sendgrid.requests for d in r.delivery_ids}
+    assert {d.id: d.provider_message_id for d in records} == message_id_of
+    assert len(set(message_id_of.values())) == 3
     assert all(d.attempts == 1 and d.error is None for d in records)
 
 

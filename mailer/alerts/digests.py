@@ -511,7 +511,8 @@ class DigestComposer:
             rid: sections
             for rid, sections in session.execute(
                 sa.select(Digest.recipient_id, Digest.sections).where(
-                    Digest.run_id == run.id, Digest.recipient_id.in_([a.recipient.id for a in addressed])
+                    Digest.run_id == run.id,
+                    id_in(session, Digest.recipient_id, [a.recipient.id for a in addressed]),
                 )
             )
         }
@@ -521,7 +522,13 @@ class DigestComposer:
         present = [a for a in addressed if a.recipient.id in digests]
         if not present:
             return composition
-        content = _DigestContent.load(session, digests.values())
+        needed: dict[str, set[int]] = defaultdict(set)
+        search_ids: set[int] = set()
+        for item in present:
+            for search_id, tender_ids, _count in digests[item.recipient.id]:
+                search_ids.add(search_id)
+                needed[item.recipient.locale].update(tender_ids)
+        content = _DigestContent.load(session, needed, search_ids)
         packs: dict[str, list[Envelope]] = defaultdict(list)
         shells: dict[str, _Shell] = {}
         for item in present:
@@ -645,7 +652,7 @@ def _render_digest(
     shown = []
     for search_id, tender_ids, count in sections:
         search = content.searches.get(search_id)
-        tenders = [content.view(t, locale) for t in tender_ids if t in content.tenders]
+        tenders = [view for view in (content.view(t, locale) for t in tender_ids) if view is not None]
         if search is None or not tenders:
             continue
         shown.append({"name": search, "count": count, "more": count - len(tenders), "tenders": tenders})
@@ -705,102 +712,113 @@ _TENDER_VIEWS = _ViewCache(TENDER_VIEW_CACHE_SIZE)
 
 @dataclass
 class _DigestContent:
-    """The tenders and searches a batch's digests show, loaded in a few queries."""
+    """The tenders and searches a batch's digests show, loaded in a few queries.
 
-    tenders: dict[int, Any]
+    A tender already rendered by this process (same last update, same contact visibility) is
+    not read again: only its id and last update are, and its view comes from the cache.
+    """
+
+    views: dict[tuple[int, str], dict[str, Any]]
     searches: dict[int, str]
-    hidden_contacts: set[int]
 
     @classmethod
-    def load(cls, session: Session, all_sections: Any) -> _DigestContent:
-        tender_ids: set[int] = set()
-        search_ids: set[int] = set()
-        for sections in all_sections:
-            for search_id, ids, _count in sections:
-                search_ids.add(search_id)
-                tender_ids.update(ids)
-        tenders: dict[int, Any] = {}
-        for chunk in in_chunks(sorted(tender_ids), WRITE_CHUNK):
-            tenders.update(
-                (row.id, row)
-                for row in session.execute(
-                    sa.select(
-                        Tender.id,
-                        Tender.title,
-                        Tender.buyer_name,
-                        Tender.buyer_town,
-                        Tender.contact_name,
-                        Tender.contact_email,
-                        Tender.contact_phone,
-                        Tender.departments,
-                        Tender.regions,
-                        Tender.deadline_on,
-                        Tender.deadline_time,
-                        Tender.value_cents,
-                        Tender.value_currency,
-                        Tender.url,
-                        Tender.updated_at,
-                    ).where(Tender.id.in_(chunk))
+    def load(cls, session: Session, needed: dict[str, set[int]], search_ids: set[int]) -> _DigestContent:
+        """``needed``: the tender ids shown in each locale; ``search_ids``: the searches named."""
+        tender_ids = sorted(set().union(*needed.values())) if needed else []
+        stamps: dict[int, Any] = {}
+        for chunk in in_chunks(tender_ids, WRITE_CHUNK):
+            stamps.update(
+                (int(i), at)
+                for i, at in session.execute(
+                    sa.select(Tender.id, Tender.updated_at).where(id_in(session, Tender.id, chunk))
                 )
             )
+        # Checked at send time, like the gate: an opposition recorded after planning still wins.
+        hidden = contacts.hidden_tenders(session, list(stamps))
+        views: dict[tuple[int, str], dict[str, Any]] = {}
+        missing: dict[int, list[str]] = defaultdict(list)
+        for locale, ids in needed.items():
+            for tender_id in ids:
+                if tender_id not in stamps:
+                    continue
+                cached = _TENDER_VIEWS.get((tender_id, stamps[tender_id], locale, tender_id in hidden))
+                if cached is None:
+                    missing[tender_id].append(locale)
+                else:
+                    views[tender_id, locale] = cached
+        for chunk in in_chunks(sorted(missing), WRITE_CHUNK):
+            for row in session.execute(sa.select(*_TENDER_SHOWN).where(id_in(session, Tender.id, chunk))):
+                for locale in missing[row.id]:
+                    views[row.id, locale] = _render_tender(row, locale, hidden=row.id in hidden)
         searches: dict[int, str] = {}
         for chunk in in_chunks(sorted(search_ids), WRITE_CHUNK):
             searches.update(
                 (int(i), str(n))
                 for i, n in session.execute(
-                    sa.select(SavedSearch.id, SavedSearch.name).where(SavedSearch.id.in_(chunk))
+                    sa.select(SavedSearch.id, SavedSearch.name).where(id_in(session, SavedSearch.id, chunk))
                 )
             )
-        # Checked at send time, like the gate: an opposition recorded after planning still wins.
-        hidden = contacts.hidden_tenders(session, list(tenders))
-        return cls(tenders=tenders, searches=searches, hidden_contacts=hidden)
+        return cls(views=views, searches=searches)
 
-    def view(self, tender_id: int, locale: str) -> dict[str, Any]:
-        """A tender as a digest shows it, formatted for a locale once per batch."""
-        row = self.tenders[tender_id]
-        hidden = tender_id in self.hidden_contacts
-        key = (tender_id, row.updated_at, locale, hidden)
-        cached = _TENDER_VIEWS.get(key)
-        if cached is not None:
-            return cached
-        filters = environment(locale).filters
-        reference = places()
-        where = [reference.department_label(d) for d in row.departments or []] or [
-            reference.region_label(r) for r in row.regions or []
-        ]
-        deadline = filters["date"](row.deadline_on) if row.deadline_on else None
-        if deadline and row.deadline_time is not None:
-            at = format_time(row.deadline_time, format="short", locale=locale)
-            deadline = gettext(locale, DEADLINE_AT) % {"date": deadline, "time": at}
-        value = None
-        if row.value_cents is not None:
-            value = filters["money"](Decimal(row.value_cents) / 100, row.value_currency or "EUR")
-        contact = None
-        if tender_id not in self.hidden_contacts and (
-            row.contact_name or row.contact_email or row.contact_phone
-        ):
-            contact = {"name": row.contact_name, "email": row.contact_email, "phone": row.contact_phone}
-        fields = {
-            "title": row.title,
-            "url": row.url,
-            "buyer": row.buyer_name,
-            "town": row.buyer_town,
-            "places": ", ".join(where),
-            "deadline": deadline,
-            "value": value,
-            "contact": contact,
-        }
-        # The same for every reader of the batch: rendered once here, not once per digest.
-        env = environment(locale)
-        view = {
-            "html": Markup(
-                env.get_template(f"email/{DIGEST_KIND}/_tender.html").render(tender=fields).strip()
-            ),
-            "text": "\n"
-            + env.get_template(f"email/{DIGEST_KIND}/_tender.txt").render(tender=fields).strip("\n"),
-        }
-        _TENDER_VIEWS.put(key, view)
-        return view
+    def view(self, tender_id: int, locale: str) -> dict[str, Any] | None:
+        """A tender as a digest shows it in a locale; None when it is gone."""
+        return self.views.get((tender_id, locale))
+
+
+#: What a digest shows of a tender.
+_TENDER_SHOWN = (
+    Tender.id,
+    Tender.title,
+    Tender.buyer_name,
+    Tender.buyer_town,
+    Tender.contact_name,
+    Tender.contact_email,
+    Tender.contact_phone,
+    Tender.departments,
+    Tender.regions,
+    Tender.deadline_on,
+    Tender.deadline_time,
+    Tender.value_cents,
+    Tender.value_currency,
+    Tender.url,
+    Tender.updated_at,
+)
+
+
+def _render_tender(row: Any, locale: str, *, hidden: bool) -> dict[str, Any]:
+    """A tender formatted and rendered for a locale, once per process (the same for every reader)."""
+    filters = environment(locale).filters
+    reference = places()
+    where = [reference.department_label(d) for d in row.departments or []] or [
+        reference.region_label(r) for r in row.regions or []
+    ]
+    deadline = filters["date"](row.deadline_on) if row.deadline_on else None
+    if deadline and row.deadline_time is not None:
+        at = format_time(row.deadline_time, format="short", locale=locale)
+        deadline = gettext(locale, DEADLINE_AT) % {"date": deadline, "time": at}
+    value = None
+    if row.value_cents is not None:
+        value = filters["money"](Decimal(row.value_cents) / 100, row.value_currency or "EUR")
+    contact = None
+    if not hidden and (row.contact_name or row.contact_email or row.contact_phone):
+        contact = {"name": row.contact_name, "email": row.contact_email, "phone": row.contact_phone}
+    fields = {
+        "title": row.title,
+        "url": row.url,
+        "buyer": row.buyer_name,
+        "town": row.buyer_town,
+        "places": ", ".join(where),
+        "deadline": deadline,
+        "value": value,
+        "contact": contact,
+    }
+    env = environment(locale)
+    view = {
+        "html": Markup(env.get_template(f"email/{DIGEST_KIND}/_tender.html").render(tender=fields).strip()),
+        "text": "\n" + env.get_template(f"email/{DIGEST_KIND}/_tender.txt").render(tender=fields).strip("\n"),
+    }
+    _TENDER_VIEWS.put((row.id, row.updated_at, locale, hidden), view)
+    return view
 
 
 emails.register(DIGEST_KIND, DigestComposer())

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from mailer.addresses import address_hash, normalise_address
 from mailer.alerts.models import TenderContactKey
 from mailer.alerts.text import words
-from mailer.db import in_chunks
+from mailer.db import id_in, in_chunks
 from mailer.errors import InvalidAddress, InvalidInput
 from mailer.models import Suppression, SuppressionReason
 from mailer.purposes import ALL_PURPOSES
@@ -141,7 +141,7 @@ def hidden_tenders(session: Session, tender_ids: Collection[int]) -> set[int]:
                 sa.select(TenderContactKey.tender_id)
                 .join(Suppression, Suppression.address_hash == TenderContactKey.key)
                 .where(
-                    TenderContactKey.tender_id.in_(chunk),
+                    id_in(session, TenderContactKey.tender_id, chunk),
                     hides(),
                 )
                 .distinct()
