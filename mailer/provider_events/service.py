@@ -32,7 +32,7 @@ from mailer import consent
 from mailer.addresses import address_hash, normalise_address
 from mailer.campaigns import breaker
 from mailer.config import get_settings
-from mailer.db import in_chunks, session_scope, utcnow
+from mailer.db import id_in, in_chunks, session_scope, utcnow
 from mailer.errors import InvalidAddress
 from mailer.models import (
     ConsentAction,
@@ -414,7 +414,7 @@ def _correlate(session: Session, events: list[ProviderEvent]) -> dict[str, _Deli
         for row in session.execute(
             sa.select(Delivery.id, Delivery.purpose, Delivery.recipient_id, Recipient.address_hash)
             .join(Recipient, Recipient.id == Delivery.recipient_id)
-            .where(Delivery.id.in_(chunk))
+            .where(id_in(session, Delivery.id, chunk))
         ):
             by_id[row.id] = _DeliveryRow(row.id, row.purpose, row.recipient_id, row.address_hash)
     # Mail sent before delivery ids travelled in custom_args: SendGrid's message id starts with
@@ -521,7 +521,7 @@ def _advance_deliveries(
         for chunk in in_chunks(ids, WRITE_CHUNK):
             result = session.execute(
                 sa.update(Delivery)
-                .where(Delivery.id.in_(chunk), Delivery.state.in_(sources))
+                .where(id_in(session, Delivery.id, chunk), Delivery.state.in_(sources))
                 .values(state=target, finished_at=sa.func.coalesce(Delivery.finished_at, now))
                 .execution_options(synchronize_session=False)
             )
