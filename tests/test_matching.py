@@ -8,6 +8,7 @@ import random
 import pytest
 
 from mailer.alerts.matching import (
+    MAX_TENDERS_PER_SECTION,
     Criteria,
     Near,
     SearchToMatch,
@@ -234,3 +235,53 @@ def test_the_index_agrees_with_the_naive_loop_on_the_real_notices():
     for criteria in searches:
         assert index.match(criteria) == [t.id for t in tenders if naive_match(criteria, t)], criteria
     assert sum(len(index.match(c)) for c in searches) > 100  # the searches do find things
+
+
+def test_digest_sections_agree_with_the_naive_loop_on_the_real_notices():
+    # Given the real notices and readers of three searches each, drawn from their own words
+    tenders = [
+        TenderFacts(
+            id=position + 1,
+            text=tender_text(record.title, record.description, record.buyer.name if record.buyer else None),
+            cpv_codes=tuple(record.cpv),
+            departments=tuple(record.departments or ()),
+        )
+        for position, record in enumerate(
+            TenderRecord.model_validate(from_ted(json.loads(line)))
+            for line in shared_data("tenders", "ted_fr_notices.jsonl").read_text().splitlines()
+        )
+    ]
+    rng = random.Random(7)
+    vocabulary = sorted({w for t in tenders for w in t.text.split() if len(w) > 3})
+    index = TenderIndex(tenders)
+    listed = 0
+    for reader in range(150):
+        own = [
+            SearchToMatch(
+                reader * 3 + n,
+                reader,
+                Criteria(
+                    keywords=rng.choice(["", rng.choice(vocabulary), "travaux", "services"]),
+                    departments=rng.choice(tenders).departments[:1] if rng.random() < 0.3 else (),
+                ),
+                rng.choice([None, 100, 400]),
+            )
+            for n in range(3)
+        ]
+        # The reference: every tender tested one by one, shown once under the first search
+        shown: set[int] = set()
+        expected = []
+        for search in own:
+            floor = search.high_water or 0
+            fresh = [
+                t.id
+                for t in tenders
+                if t.id > floor and t.id not in shown and naive_match(search.criteria, t)
+            ]
+            if fresh:
+                shown.update(fresh)
+                expected.append((search.id, fresh[:MAX_TENDERS_PER_SECTION], len(fresh)))
+        # Then the index gives the same sections, the same first ten tenders and the same counts
+        assert digest_sections(index, own) == expected
+        listed += sum(count for _, _, count in expected)
+    assert listed > 1000  # sections longer than the ten listed are among them

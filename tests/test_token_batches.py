@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from mailer.suppression import tokens
 
 
@@ -25,3 +28,10 @@ def test_a_serializer_that_signs_differently_is_followed(monkeypatch):
 
     monkeypatch.setattr(tokens, "_serializer", other)
     assert tokens.unsubscribe_urls([7], "nouma_offers") == [tokens.unsubscribe_url(7, "nouma_offers")]
+
+
+@given(st.one_of(st.integers(), st.lists(st.integers(), max_size=4), st.booleans(), st.lists(st.booleans())))
+def test_the_compact_payload_is_the_json_itsdangerous_signs(payload):
+    import json
+
+    assert tokens._compact_json(payload) == json.dumps(payload, separators=(",", ":"))

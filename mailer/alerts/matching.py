@@ -169,9 +169,16 @@ class TenderIndex:
 
     def match(self, criteria: Criteria, high_water: int | None = None) -> list[int]:
         """Ids of the tenders above ``high_water`` that the criteria match, in id order."""
-        bits = self.above(high_water) & self.criteria_bits(criteria)
-        found = []
-        while bits:
+        return self.ids_of(self.matching(criteria, high_water))
+
+    def matching(self, criteria: Criteria, high_water: int | None = None) -> int:
+        """The tenders above ``high_water`` that the criteria match, as bits."""
+        return self.above(high_water) & self.criteria_bits(criteria)
+
+    def ids_of(self, bits: int, limit: int | None = None) -> list[int]:
+        """Ids of the tenders of ``bits``, in id order, the first ``limit`` of them."""
+        found: list[int] = []
+        while bits and (limit is None or len(found) < limit):
             low = bits & -bits
             found.append(self.ids[low.bit_length() - 1])
             bits ^= low
@@ -287,12 +294,13 @@ def digest_sections(
     ``searches`` come in the recipient's order. A search that never announced anything starts at
     ``window_floor`` (the last tender before the window).
     """
-    shown: set[int] = set()
+    shown = 0
     sections: list[Section] = []
     for search in searches:
         high_water = search.high_water if search.high_water is not None else window_floor
-        fresh = [t for t in index.match(search.criteria, high_water) if t not in shown]
+        # Set operations on the bits: only the tenders listed become ids, whatever the count.
+        fresh = index.matching(search.criteria, high_water) & ~shown
         if fresh:
-            shown.update(fresh)
-            sections.append((search.id, fresh[:MAX_TENDERS_PER_SECTION], len(fresh)))
+            shown |= fresh
+            sections.append((search.id, index.ids_of(fresh, MAX_TENDERS_PER_SECTION), fresh.bit_count()))
     return sections

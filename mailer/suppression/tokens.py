@@ -114,6 +114,15 @@ def preferences_urls(recipient_ids: Sequence[int]) -> list[str]:
     return [base + token for token in _dumps_many(PREFERENCES_SALT, list(recipient_ids))]
 
 
+def _compact_json(payload: Any) -> str:
+    """``json.dumps(payload, separators=(",", ":"))``, written directly for the payloads tokens carry."""
+    if type(payload) is int:
+        return str(payload)
+    if type(payload) is list and all(type(item) is int for item in payload):
+        return "[" + ",".join(map(str, payload)) + "]"
+    return json.dumps(payload, separators=(",", ":"))
+
+
 def _dumps_many(salt: str, payloads: list[Any]) -> list[str]:
     # itsdangerous builds a signer, derives its key and tries zlib on every token (~20 us each).
     # Small JSON payloads are never compressed, so the token is base64(json) "." base64(hmac):
@@ -126,9 +135,13 @@ def _dumps_many(salt: str, payloads: list[Any]) -> list[str]:
     digest = signer.digest_method().name
     separator = signer.sep if isinstance(signer.sep, bytes) else signer.sep.encode()
 
+    keyed = hmac.new(key, digestmod=digest)
+
     def dumps(payload: Any) -> str:
-        body = base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).rstrip(b"=")
-        signature = base64.urlsafe_b64encode(hmac.new(key, body, digest).digest()).rstrip(b"=")
+        body = base64.urlsafe_b64encode(_compact_json(payload).encode()).rstrip(b"=")
+        mac = keyed.copy()
+        mac.update(body)
+        signature = base64.urlsafe_b64encode(mac.digest()).rstrip(b"=")
         return (body + separator + signature).decode("ascii")
 
     if dumps(payloads[0]) != serializer.dumps(payloads[0]):
