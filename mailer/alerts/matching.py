@@ -65,6 +65,29 @@ class Criteria:
     #: The search asks for a radius (whether or not the location may be used).
     wants_radius: bool = False
     near: Near | None = None
+    #: Computed once: every search's criteria are looked up in the index's shared results.
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "_hash",
+            hash(
+                (
+                    self.keywords,
+                    self.cpv_prefixes,
+                    self.departments,
+                    self.regions,
+                    self.min_value,
+                    self.max_value,
+                    self.wants_radius,
+                    self.near,
+                )
+            ),
+        )
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def query(self) -> Query:
