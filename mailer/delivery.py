@@ -316,14 +316,13 @@ def _send_wave(
     for index, message in enumerate(wave):
         if not message.envelopes:
             continue
-        untried = [d for later in wave[index + 1 :] for d in later.delivery_ids]
         started = time.monotonic()
         try:
             provider_id = backend.send(message)
         except RateLimited as error:
             # SendGrid asks us to slow down: not a failure, whatever the attempt.
             outcome.last_error = error.detail
-            _release(message.delivery_ids, error.detail, outcomes, untried=untried)
+            _release(message.delivery_ids, error.detail, outcomes, untried=_after(wave, index))
             outcome.retry = True
             outcome.retry_after_ms = error.retry_after_ms
             return False
@@ -333,7 +332,7 @@ def _send_wave(
                 outcomes.add(message.delivery_ids, DeliveryState.FAILED, error=error.detail)
                 continue
             # Put this request back to pending (the later ones were never tried); the retry resumes.
-            _release(message.delivery_ids, error.detail, outcomes, untried=untried)
+            _release(message.delivery_ids, error.detail, outcomes, untried=_after(wave, index))
             outcome.retry = True
             return False
         except PermanentSendError as error:
@@ -345,12 +344,17 @@ def _send_wave(
         except BaseException:
             # Not a provider answer (a bug, a malformed message): nothing was sent; leave nothing
             # in flight for the sweep to mistake for a lost answer.
-            _release(message.delivery_ids, None, outcomes, untried=untried)
+            _release(message.delivery_ids, None, outcomes, untried=_after(wave, index))
             raise
         else:
             outcomes.add(message.delivery_ids, DeliveryState.SENT, provider_id=provider_id)
         waves.observe(time.monotonic() - started)
     return True
+
+
+def _after(wave: list[OutgoingMessage], index: int) -> list[int]:
+    """The sends of the wave's requests after ``index``: taken into flight, never tried."""
+    return [d for later in wave[index + 1 :] for d in later.delivery_ids]
 
 
 class _Waves:
