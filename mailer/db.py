@@ -175,15 +175,8 @@ def id_in(session: Session, column: Any, ids: Iterable[int]) -> sa.ColumnElement
     """
     values = list(ids)
     if session.get_bind().dialect.name == "postgresql":
-        return column == sa.any_(_bigint_array(values))
+        return column == sa.any_(sa.literal(values, type_=ARRAY(sa.BigInteger())))
     return column.in_(values)
-
-
-def _bigint_array(values: Sequence[int]) -> sa.ColumnElement[Any]:
-    """Integers as one ``bigint[]`` parameter sent as its text form: psycopg dumps a Python list
-    element by element (~2 us each, several thousand a batch); the text is one join."""
-    text = "{" + ",".join(map(str, map(int, values))) + "}"
-    return sa.cast(sa.literal(text, sa.Text()), ARRAY(sa.BigInteger()))
 
 
 def id_text_rows(session: Session, rows: Sequence[tuple[int, str | None]], name: str) -> sa.Subquery:
@@ -192,7 +185,7 @@ def id_text_rows(session: Session, rows: Sequence[tuple[int, str | None]], name:
     setting a different value on each of many rows in one statement."""
     if session.get_bind().dialect.name == "postgresql":
         return sa.select(
-            sa.func.unnest(_bigint_array([i for i, _ in rows])).label("id"),
+            sa.func.unnest(sa.literal([i for i, _ in rows], type_=ARRAY(sa.BigInteger()))).label("id"),
             sa.func.unnest(sa.literal([v for _, v in rows], type_=ARRAY(sa.Text()))).label("value"),
         ).subquery(name)
     pairs = (
