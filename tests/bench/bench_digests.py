@@ -22,7 +22,6 @@ Run: ``make bench-digests`` (full scale) or ``python -m tests.bench.bench_digest
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import io
 import itertools
@@ -39,6 +38,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.bench.processes import cpu_seconds, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -67,14 +68,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--no-send", action="store_true", help="stop after matching (profiling)")
     return parser.parse_args(argv)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- synthetic data ------------------------------------------------------------------------------
@@ -320,26 +313,6 @@ def naive_baseline(url: str, sample: int, rng: random.Random, as_of: dt.date) ->
 
 
 # -- end to end ----------------------------------------------------------------------------------
-
-
-def cpu_seconds(database_name: str, pids: dict[str, int]) -> dict[str, float]:
-    """CPU seconds so far of each process tree in ``pids`` and of this database's PostgreSQL backends."""
-    import psutil
-
-    totals: dict[str, float] = {}
-    for kind, pid in pids.items():
-        with contextlib.suppress(psutil.Error):
-            parent = psutil.Process(pid)
-            for proc in [parent, *parent.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    times = proc.cpu_times()
-                    totals[kind] = totals.get(kind, 0.0) + times.user + times.system
-    for proc in psutil.process_iter(["cmdline"]):
-        with contextlib.suppress(psutil.Error):
-            if database_name in " ".join(proc.info["cmdline"] or []):
-                times = proc.cpu_times()
-                totals["postgresql"] = totals.get("postgresql", 0.0) + times.user + times.system
-    return totals
 
 
 @dataclass

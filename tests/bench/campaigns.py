@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tests.bench.processes import cpu_seconds, free_port
+
 REPO = Path(__file__).resolve().parents[2]
 POSTGRES_ADMIN_URL = os.environ.get(
     "MAILER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -66,12 +68,6 @@ class Result:
     #: CPU spent during the campaign per 1000 recipients, by process kind (load-independent).
     cpu_ms_per_1000: dict[str, float] = field(default_factory=dict)
     load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -124,26 +120,6 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
             except subprocess.TimeoutExpired:
                 os.killpg(child.pid, signal.SIGKILL)
                 child.wait()
-
-
-def cpu_seconds(database_name: str, pids: dict[str, int]) -> dict[str, float]:
-    """CPU seconds so far of the workers, the fake SendGrid and this database's PostgreSQL backends."""
-    import psutil
-
-    totals: dict[str, float] = {}
-    for kind, pid in pids.items():
-        with contextlib.suppress(psutil.Error):
-            parent = psutil.Process(pid)
-            for proc in [parent, *parent.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    times = proc.cpu_times()
-                    totals[kind] = totals.get(kind, 0.0) + times.user + times.system
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        with contextlib.suppress(psutil.Error):
-            if database_name in " ".join(proc.info["cmdline"] or []):
-                times = proc.cpu_times()
-                totals["postgresql"] = totals.get("postgresql", 0.0) + times.user + times.system
-    return totals
 
 
 class MemoryWatch:
