@@ -33,16 +33,23 @@ class _MailPolicy(EmailPolicy):
     def fold(self, name: str, value: str) -> str:
         if name.lower() in URL_LIST_HEADERS:
             return self._fold_url_list(name, value)
-        if name.lower() == "subject" and not str(value).isascii():
+        if self._needs_encoded_subject(name, value):
             return self._fold_encoded(name, value)
         return super().fold(name, value)
 
     def fold_binary(self, name: str, value: str) -> bytes:
         if name.lower() in URL_LIST_HEADERS:
             return self._fold_url_list(name, value).encode("ascii")
-        if name.lower() == "subject" and not str(value).isascii():
+        if self._needs_encoded_subject(name, value):
             return self._fold_encoded(name, value).encode("ascii")
         return super().fold_binary(name, value)
+
+    def _needs_encoded_subject(self, name: str, value: str) -> bool:
+        # A long ASCII subject whose first word does not fit the first line is folded by the
+        # default folder before that word: read back with a leading space.
+        text = str(value)
+        too_long = self.max_line_length is not None and len(name) + 2 + len(text) > self.max_line_length
+        return name.lower() == "subject" and (not text.isascii() or too_long)
 
     def _fold_encoded(self, name: str, value: str) -> str:
         # The default folder drops the space between two encoded-words on some long French

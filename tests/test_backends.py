@@ -6,7 +6,7 @@ import json
 from email import message_from_bytes, policy
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mailer.config import get_settings
@@ -132,6 +132,7 @@ def test_outbox_writes_one_eml_per_envelope_with_sendgrid_headers(tmp_path):
         max_size=40,
     ).map(" ".join)
 )
+@example(subject=" ".join(["x" * 30, "x" * 30, "plain", "plain"]))
 def test_any_french_subject_survives_the_outbox(subject):
     # Python's default header folding once dropped the space between two encoded-words.
     mail = OutgoingMessage(
