@@ -11,7 +11,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
+from psycopg.adapt import Dumper
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Engine
@@ -19,6 +21,9 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from mailer.config import get_settings
+
+#: PostgreSQL's type oid of ``bigint[]``.
+INT8_ARRAY_OID = 1016
 
 #: Constraint names are deterministic so Alembic can find them again on both databases.
 NAMING_CONVENTION = {
@@ -166,6 +171,36 @@ def dispose_engines() -> None:
         _sessionmakers.clear()
 
 
+class _Ids(list[int]):
+    """Ids bound as one ``bigint[]`` parameter (PostgreSQL)."""
+
+
+class _IdsDumper(Dumper):
+    """``{1,2,3}`` typed ``bigint[]``: PostgreSQL parses it once, when the statement is bound.
+
+    psycopg's generic list dumper inspects and converts every element in Python (about 1 ms for a
+    thousand ids); the text of a list of ints is one ``join``.
+    """
+
+    oid = INT8_ARRAY_OID
+
+    def dump(self, obj: Any) -> bytes:
+        return ("{" + ",".join(map(str, map(int, obj))) + "}").encode("ascii")
+
+
+psycopg.adapters.register_dumper(_Ids, _IdsDumper)
+
+
+class IdArray(sa.types.TypeDecorator[list[int]]):
+    """A ``bigint[]`` bind parameter holding ids, dumped by ``_IdsDumper``."""
+
+    impl = ARRAY(sa.BigInteger())
+    cache_ok = True
+
+    def bind_processor(self, dialect: Any) -> Any:
+        return _Ids
+
+
 def id_in(session: Session, column: Any, ids: Iterable[int]) -> sa.ColumnElement[bool]:
     """``column IN (ids)`` for up to a batch of ids; one array parameter on PostgreSQL.
 
@@ -175,7 +210,7 @@ def id_in(session: Session, column: Any, ids: Iterable[int]) -> sa.ColumnElement
     """
     values = list(ids)
     if session.get_bind().dialect.name == "postgresql":
-        return column == sa.any_(sa.literal(values, type_=ARRAY(sa.BigInteger())))
+        return column == sa.any_(sa.literal(values, type_=IdArray()))
     return column.in_(values)
 
 
@@ -185,7 +220,7 @@ def id_text_rows(session: Session, rows: Sequence[tuple[int, str | None]], name:
     setting a different value on each of many rows in one statement."""
     if session.get_bind().dialect.name == "postgresql":
         return sa.select(
-            sa.func.unnest(sa.literal([i for i, _ in rows], type_=ARRAY(sa.BigInteger()))).label("id"),
+            sa.func.unnest(sa.literal([i for i, _ in rows], type_=IdArray())).label("id"),
             sa.func.unnest(sa.literal([v for _, v in rows], type_=ARRAY(sa.Text()))).label("value"),
         ).subquery(name)
     pairs = (

@@ -41,7 +41,7 @@ from mailer.errors import (
     TransientSendError,
 )
 from mailer.message import Backend, OutgoingMessage, get_backend
-from mailer.models import AccountState, Delivery, DeliveryState, Recipient
+from mailer.models import Delivery, DeliveryState, Recipient
 from mailer.purposes import get_purpose
 
 log = logging.getLogger(__name__)
@@ -101,11 +101,16 @@ def deliver_batch(
         return outcome
 
     with session_scope(readonly=True) as session:
+        rows: dict[int, sa.Row[Any]] = {}
         verdicts = gate.check(
-            session, spec.purpose, list(pending.values()), partner_list_versions=spec.partner_list_versions
+            session,
+            spec.purpose,
+            list(pending.values()),
+            partner_list_versions=spec.partner_list_versions,
+            allowed_rows=rows,
         )
         allowed = {d: r for d, r in pending.items() if verdicts[r] is None}
-        views = _recipient_views(session, allowed.values())
+        views = _recipient_views(rows.values())
         composition = composer.compose(
             session, spec, [Addressed(d, views[r]) for d, r in allowed.items() if r in views]
         )
@@ -217,13 +222,9 @@ def _claim(session: Session, spec: BatchSpec, outcome: BatchOutcome) -> dict[int
     return pending
 
 
-def _recipient_views(session: Session, recipient_ids: Iterable[int]) -> dict[int, RecipientView]:
+def _recipient_views(rows: Iterable[sa.Row[Any]]) -> dict[int, RecipientView]:
+    """What rendering may know of the recipients the gate allowed (active, with an address)."""
     default_locale = get_settings().default_locale
-    rows = session.execute(
-        sa.select(
-            Recipient.id, Recipient.address, Recipient.name, Recipient.locale, Recipient.time_zone
-        ).where(id_in(session, Recipient.id, recipient_ids), Recipient.state == AccountState.ACTIVE)
-    )
     return {
         r.id: RecipientView(r.id, r.address, r.name, r.locale or default_locale, r.time_zone)
         for r in rows
@@ -281,6 +282,7 @@ def _take_into_flight(
                 )
                 .values(state=DeliveryState.SENDING, sending_at=now)
                 .returning(Delivery.id)
+                .execution_options(synchronize_session=False)
             )
         )
     return won

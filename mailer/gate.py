@@ -8,6 +8,7 @@ delivery into flight re-checks it atomically (a withdrawal committed a milliseco
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -42,11 +43,14 @@ def check(
     recipient_ids: Sequence[int],
     *,
     partner_list_versions: Collection[str] | None = None,
+    allowed_rows: dict[int, sa.Row[Any]] | None = None,
 ) -> dict[int, str | None]:
     """For each recipient: None when the purpose may be sent to it now, else the skip reason.
 
     ``partner_list_versions``: when given, the consent must have been given for one of these
-    partner list versions (those that name the partner a mail is about).
+    partner list versions (those that name the partner a mail is about). ``allowed_rows``: when
+    given, receives the row of each allowed recipient (id, address, name, locale, time_zone), so
+    the batch that renders for them reads the recipients once.
     """
     get_purpose(purpose)
     versions = None if partner_list_versions is None else frozenset(partner_list_versions)
@@ -57,6 +61,9 @@ def check(
                 Recipient.id,
                 Recipient.state,
                 Recipient.address,
+                Recipient.name,
+                Recipient.locale,
+                Recipient.time_zone,
                 Consent.granted,
                 Consent.partner_list_version,
                 Suppression.reason,
@@ -79,6 +86,8 @@ def check(
             verdicts[row.id] = _verdict(row.state, row.address, row.granted, row.reason)
             if verdicts[row.id] is None and versions is not None and row.partner_list_version not in versions:
                 verdicts[row.id] = PARTNER_NOT_COVERED
+            if allowed_rows is not None and verdicts[row.id] is None:
+                allowed_rows[row.id] = row
     return verdicts
 
 

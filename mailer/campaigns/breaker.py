@@ -67,7 +67,8 @@ class Rates:
         return None
 
 
-#: Deliveries read per step when walking back from the newest.
+#: Deliveries read per step when walking back from the newest: the window's size first (during a
+#: campaign the newest rows are nearly all of its purpose), then twice as many each step, up to this.
 PAGE_SIZE = 5000
 #: Walk back at most this many deliveries per window slot (a purpose rarely sent among many others).
 MAX_SCAN_FACTOR = 50
@@ -82,13 +83,15 @@ def rates(session: Session, purpose: str, *, after_delivery_id: int = 0) -> Rate
     window = get_settings().breaker_window
     deliveries = complaints = bounces = scanned = 0
     before: int | None = None
+    page = min(PAGE_SIZE, window)
     while deliveries < window and scanned < window * MAX_SCAN_FACTOR:
         query = (
             sa.select(Delivery.id, Delivery.purpose, Delivery.state, Delivery.belongs_to)
             .where(Delivery.id > after_delivery_id)
             .order_by(Delivery.id.desc())
-            .limit(PAGE_SIZE)
+            .limit(page)
         )
+        page = min(PAGE_SIZE, 2 * page)
         if before is not None:
             query = query.where(Delivery.id < before)
         rows = session.execute(query).all()
