@@ -101,7 +101,7 @@ def deliver_batch(
         return outcome
 
     with session_scope(readonly=True) as session:
-        rows: dict[int, sa.Row[Any]] = {}
+        rows: dict[int, Any] = {}
         verdicts = gate.check(
             session,
             spec.purpose,
@@ -222,7 +222,7 @@ def _claim(session: Session, spec: BatchSpec, outcome: BatchOutcome) -> dict[int
     return pending
 
 
-def _recipient_views(rows: Iterable[sa.Row[Any]]) -> dict[int, RecipientView]:
+def _recipient_views(rows: Iterable[Any]) -> dict[int, RecipientView]:
     """What rendering may know of the recipients the gate allowed (active, with an address)."""
     default_locale = get_settings().default_locale
     return {

@@ -43,7 +43,7 @@ def check(
     recipient_ids: Sequence[int],
     *,
     partner_list_versions: Collection[str] | None = None,
-    allowed_rows: dict[int, sa.Row[Any]] | None = None,
+    allowed_rows: dict[int, Any] | None = None,
 ) -> dict[int, str | None]:
     """For each recipient: None when the purpose may be sent to it now, else the skip reason.
 
