@@ -41,7 +41,7 @@ from mailer.errors import (
     TransientSendError,
 )
 from mailer.message import Backend, OutgoingMessage, get_backend
-from mailer.models import Delivery, DeliveryState, Recipient
+from mailer.models import UNSETTLED_STATES, Delivery, DeliveryState, Recipient
 from mailer.purposes import get_purpose
 
 log = logging.getLogger(__name__)
@@ -500,6 +500,22 @@ def _update_where(session: Session, ids: Sequence[int], from_state: DeliveryStat
     return count
 
 
+def unsettled(state: DeliveryState) -> sa.ColumnElement[bool]:
+    """``state = 'pending'`` or ``'sending'``, written so that the partial index holding only those
+    rows (migration 0006) serves the query: values as literals (PostgreSQL's planner must see them),
+    and the index's own condition repeated (SQLite matches it term for term)."""
+    if state not in UNSETTLED_STATES:
+        raise ValueError(f"{state} is not an unsettled state")
+    return sa.and_(
+        Delivery.state == _literal(state),
+        Delivery.state.in_([_literal(s) for s in UNSETTLED_STATES]),
+    )
+
+
+def _literal(state: DeliveryState) -> sa.ColumnElement[str]:
+    return sa.literal_column(f"'{state.value}'", sa.String())
+
+
 @dataclass
 class SweepResult:
     """What a sweep found: sends marked unknown, and batches of stale pending sends to queue again."""
@@ -516,7 +532,7 @@ def sweep(now: dt.datetime | None = None) -> SweepResult:
         marked = session.execute(
             sa.update(Delivery)
             .where(
-                Delivery.state == DeliveryState.SENDING,
+                unsettled(DeliveryState.SENDING),
                 Delivery.sending_at < now - dt.timedelta(seconds=settings.stale_send_seconds),
             )
             .values(
@@ -532,7 +548,7 @@ def sweep(now: dt.datetime | None = None) -> SweepResult:
         found = session.execute(
             sa.update(Delivery)
             .where(
-                Delivery.state == DeliveryState.PENDING,
+                unsettled(DeliveryState.PENDING),
                 sa.func.coalesce(Delivery.requeued_at, Delivery.sending_at, Delivery.created_at) < cutoff,
                 # Campaign batches are queued again by the campaign sweep, which honours pauses.
                 Delivery.kind.not_in(sorted(kinds_requeued_by_their_owner())),

@@ -77,7 +77,12 @@ def build_payload(message: OutgoingMessage, settings: Settings) -> dict[str, Any
 
 def personalization(envelope: Envelope) -> dict[str, Any]:
     """One recipient's personalization, as ``sendgrid.helpers.mail.Personalization.get()`` makes it."""
-    result: dict[str, Any] = {"to": [To(envelope.to_address, envelope.to_name or None).get()]}
+    if envelope.to_name:
+        # What To(address, name).get() gives when there is a name (without one, it parses the address).
+        to = {"name": envelope.to_name, "email": envelope.to_address}
+    else:
+        to = To(envelope.to_address).get()
+    result: dict[str, Any] = {"to": [to]}
     if envelope.headers:
         result["headers"] = dict(envelope.headers)
     if envelope.substitutions:
