@@ -26,10 +26,9 @@ from itertools import groupby
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from mailer import gate
+from mailer import claims, gate
 from mailer.batch import BatchSpec
 from mailer.config import get_settings
 from mailer.db import id_in, id_text_rows, in_chunks, session_scope, state_is, utcnow
@@ -41,7 +40,7 @@ from mailer.errors import (
     TransientSendError,
 )
 from mailer.message import Backend, OutgoingMessage, get_backend
-from mailer.models import UNSETTLED_STATES, Delivery, DeliveryState, Recipient
+from mailer.models import UNSETTLED_STATES, Delivery, DeliveryState
 from mailer.purposes import get_purpose
 
 log = logging.getLogger(__name__)
@@ -96,7 +95,10 @@ def deliver_batch(
     outcome = BatchOutcome()
 
     with session_scope() as session:
-        pending = _claim(session, spec, outcome)
+        claim = claims.claim(session, spec, reserve=spec.kind in kinds_requeued_by_their_owner())
+    pending = claim.pending
+    outcome.claimed = len(pending)
+    outcome.already_done = claim.already_done
     if not pending:
         return outcome
 
@@ -116,8 +118,8 @@ def deliver_batch(
         )
     refused = {d: verdicts[r] or gate.UNKNOWN_RECIPIENT for d, r in pending.items() if d not in allowed}
     with session_scope() as session:
-        _skip(session, {**refused, **composition.skipped}, outcome)
-        _fail_pending(session, composition.failed, outcome)
+        _skip(session, spec, {**refused, **composition.skipped}, outcome, claim)
+        _fail_pending(session, spec, composition.failed, outcome, claim)
 
     messages = [m for m in composition.messages if m.envelopes]
     backend = backend or get_backend()
@@ -134,10 +136,10 @@ def deliver_batch(
         with session_scope() as session:
             outcomes.write_due(session)
             wanted = [d for m in wave for d in m.delivery_ids]
-            in_flight = _take_into_flight(session, wanted, spec.partner_list_versions)
+            in_flight = _take_into_flight(session, spec, wanted, claim)
             missed = [d for d in wanted if d not in in_flight]
             if missed:
-                _regate(session, spec, missed, outcome)
+                _regate(session, spec, missed, outcome, claim)
         if not _send_wave(backend, [_only(m, in_flight) for m in wave], outcomes, waves, final_attempt):
             break
     outcomes.flush()
@@ -159,67 +161,13 @@ def deliver_now(spec: BatchSpec, *, backend: Backend | None = None) -> BatchOutc
 
 
 def fail_remaining(spec: BatchSpec, error: str) -> int:
-    """Record the still-pending sends of a batch as failed (its last retry raised); returns how many."""
+    """Record the sends of a batch still to make as failed (its last retry raised), those without
+    a row included; returns how many."""
+    outcome = BatchOutcome()
     with session_scope() as session:
-        ids = list(
-            session.scalars(
-                sa.select(Delivery.id).where(
-                    Delivery.purpose == spec.purpose,
-                    Delivery.belongs_to == spec.belongs_to,
-                    id_in(session, Delivery.recipient_id, spec.recipient_ids),
-                    state_is(Delivery.state, DeliveryState.PENDING),
-                )
-            )
-        )
-        _fail_pending(session, dict.fromkeys(ids, error), BatchOutcome())
-    return len(ids)
-
-
-def _claim(session: Session, spec: BatchSpec, outcome: BatchOutcome) -> dict[int, int]:
-    """Insert the batch's send keys (existing ones are kept); return the pending ones: id -> recipient."""
-    recipient_ids = list(dict.fromkeys(spec.recipient_ids))
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    now = utcnow()
-    # INSERT ... SELECT from recipients: an id that names no recipient gets no row (and no FK error).
-    source = sa.select(
-        sa.literal(spec.purpose),
-        sa.literal(spec.belongs_to),
-        Recipient.id,
-        sa.literal(spec.kind),
-        sa.literal(DeliveryState.PENDING.value),
-        sa.literal(0),
-        sa.literal(now, type_=Delivery.__table__.c.created_at.type),
-    ).where(id_in(session, Recipient.id, recipient_ids))
-    inserted = session.execute(
-        insert(Delivery)
-        .from_select(
-            ["purpose", "belongs_to", "recipient_id", "kind", "state", "attempts", "created_at"],
-            source,
-        )
-        .on_conflict_do_nothing(index_elements=["purpose", "belongs_to", "recipient_id"])
-        .returning(Delivery.id, Delivery.recipient_id, Delivery.state)
-    ).all()
-    rows = inserted
-    if len(inserted) < len(recipient_ids):
-        # Some keys existed already (a redelivered message, a resumed batch): read them all back.
-        rows = session.execute(
-            sa.select(Delivery.id, Delivery.recipient_id, Delivery.state).where(
-                Delivery.purpose == spec.purpose,
-                Delivery.belongs_to == spec.belongs_to,
-                id_in(session, Delivery.recipient_id, recipient_ids),
-            )
-        ).all()
-    pending = {row.id: row.recipient_id for row in rows if row.state == DeliveryState.PENDING}
-    outcome.claimed = len(pending)
-    outcome.already_done = len(rows) - len(pending)
-    if len(rows) < len(recipient_ids):
-        log.warning(
-            "%d recipient ids of %s name no recipient",
-            len(recipient_ids) - len(rows),
-            spec.belongs_to,
-        )
-    return pending
+        claim = claims.claim(session, spec)
+        _fail_pending(session, spec, dict.fromkeys(claim.pending, error), outcome, claim)
+    return outcome.failed
 
 
 def _recipient_views(rows: Iterable[Any]) -> dict[int, RecipientView]:
@@ -232,42 +180,60 @@ def _recipient_views(rows: Iterable[Any]) -> dict[int, RecipientView]:
     }
 
 
-def _skip(session: Session, reasons: dict[int, str], outcome: BatchOutcome) -> None:
+def _skip(
+    session: Session, spec: BatchSpec, reasons: dict[int, str], outcome: BatchOutcome, claim: claims.Claim
+) -> None:
     now = utcnow()
     by_reason = sorted(reasons.items(), key=lambda item: item[1])
     for reason, group in groupby(by_reason, key=lambda item: item[1]):
         ids = [delivery_id for delivery_id, _ in group]
-        count = _update_where(
+        unrecorded = claim.take_unrecorded(ids)
+        values: dict[str, Any] = {"skip_reason": reason, "finished_at": now}
+        count = len(claims.insert(session, spec, unrecorded, DeliveryState.SKIPPED, **values))
+        count += _update_where(
             session,
-            ids,
+            [d for d in ids if d not in unrecorded],
             DeliveryState.PENDING,
             state=DeliveryState.SKIPPED,
-            skip_reason=reason,
-            finished_at=now,
+            **values,
         )
         outcome.skipped[reason] += count
 
 
-def _fail_pending(session: Session, errors: dict[int, str], outcome: BatchOutcome) -> None:
+def _fail_pending(
+    session: Session, spec: BatchSpec, errors: dict[int, str], outcome: BatchOutcome, claim: claims.Claim
+) -> None:
     now = utcnow()
-    for delivery_id, error in errors.items():
+    by_error = sorted(errors.items(), key=lambda item: item[1])
+    for error, group in groupby(by_error, key=lambda item: item[1]):
+        ids = [delivery_id for delivery_id, _ in group]
+        unrecorded = claim.take_unrecorded(ids)
+        values: dict[str, Any] = {"error": error[:MAX_ERROR_LENGTH], "finished_at": now}
+        outcome.failed += len(claims.insert(session, spec, unrecorded, DeliveryState.FAILED, **values))
         outcome.failed += _update_where(
             session,
-            [delivery_id],
+            [d for d in ids if d not in unrecorded],
             DeliveryState.PENDING,
             state=DeliveryState.FAILED,
-            error=error[:MAX_ERROR_LENGTH],
-            finished_at=now,
+            **values,
         )
 
 
 def _take_into_flight(
-    session: Session, delivery_ids: list[int], partner_list_versions: tuple[str, ...] | None = None
+    session: Session, spec: BatchSpec, delivery_ids: list[int], claim: claims.Claim
 ) -> set[int]:
-    """Move pending sends that still pass the gate to ``sending``, atomically; return the ones won."""
+    """Move pending sends that still pass the gate to ``sending``, atomically; return the ones won.
+
+    Sends without a row yet get it here, inserted ``sending`` by the same gated statement.
+    """
     won: set[int] = set()
     now = utcnow()
-    for chunk in in_chunks(delivery_ids, gate.GATE_CHUNK):
+    unrecorded = {d: claim.unrecorded[d] for d in delivery_ids if d in claim.unrecorded}
+    inserted = claims.insert(session, spec, unrecorded, DeliveryState.SENDING, gated=True, sending_at=now)
+    claim.take_unrecorded(inserted)
+    won.update(inserted)
+    recorded = [d for d in delivery_ids if d not in unrecorded]
+    for chunk in in_chunks(recorded, gate.GATE_CHUNK):
         won.update(
             session.scalars(
                 sa.update(Delivery)
@@ -277,7 +243,7 @@ def _take_into_flight(
                     gate.allowed_now(
                         Delivery.recipient_id,
                         Delivery.purpose,
-                        partner_list_versions=partner_list_versions,
+                        partner_list_versions=spec.partner_list_versions,
                     ),
                 )
                 .values(state=DeliveryState.SENDING, sending_at=now)
@@ -288,23 +254,32 @@ def _take_into_flight(
     return won
 
 
-def _regate(session: Session, spec: BatchSpec, delivery_ids: list[int], outcome: BatchOutcome) -> None:
+def _regate(
+    session: Session, spec: BatchSpec, delivery_ids: list[int], outcome: BatchOutcome, claim: claims.Claim
+) -> None:
     """Sends that could not be taken into flight: refused by the gate just now, or taken by another."""
-    rows = session.execute(
-        sa.select(Delivery.id, Delivery.recipient_id).where(
-            id_in(session, Delivery.id, delivery_ids), state_is(Delivery.state, DeliveryState.PENDING)
-        )
-    ).all()
+    recipients = {d: claim.unrecorded[d] for d in delivery_ids if d in claim.unrecorded}
+    recorded = [d for d in delivery_ids if d not in recipients]
+    if recorded:
+        rows = session.execute(
+            sa.select(Delivery.id, Delivery.recipient_id).where(
+                id_in(session, Delivery.id, recorded), state_is(Delivery.state, DeliveryState.PENDING)
+            )
+        ).all()
+        recipients.update({r.id: r.recipient_id for r in rows})
     verdicts = gate.check(
         session,
         spec.purpose,
-        [r.recipient_id for r in rows],
+        list(recipients.values()),
         partner_list_versions=spec.partner_list_versions,
     )
+    reasons = {d: verdicts[r] for d, r in recipients.items()}
+    _skip(session, spec, {d: reason for d, reason in reasons.items() if reason}, outcome, claim)
     # A send the gate allows again (consent re-granted within the same instant) stays pending for
     # the sweep to queue again, rather than being recorded with a reason that no longer holds.
-    reasons = {r.id: verdicts[r.recipient_id] for r in rows}
-    _skip(session, {d: reason for d, reason in reasons.items() if reason}, outcome)
+    # Without a row yet, it gets one, pending (unless the key was taken by another worker).
+    again = claim.take_unrecorded([d for d, reason in reasons.items() if not reason])
+    claims.insert(session, spec, again, DeliveryState.PENDING)
 
 
 def _send_wave(

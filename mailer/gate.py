@@ -144,8 +144,8 @@ def check_addresses(session: Session, purpose: str, addresses: Sequence[str]) ->
 
 
 def allowed_now(
-    recipient_id: InstrumentedAttribute[int],
-    purpose: InstrumentedAttribute[str],
+    recipient_id: InstrumentedAttribute[int] | sa.ColumnElement[int],
+    purpose: InstrumentedAttribute[str] | sa.ColumnElement[str],
     *,
     partner_list_versions: Collection[str] | None = None,
 ) -> sa.ColumnElement[bool]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import html
 from collections import Counter
@@ -270,6 +271,44 @@ def test_cancel_while_a_batch_is_being_rendered_sends_nothing_more(db, fake_send
     assert outcomes(cid) == {("skipped", "campaign_cancelled"): 3}
 
 
+def test_a_withdrawal_or_opposition_while_a_batch_renders_wins_and_is_recorded(
+    db, fake_sendgrid, tmp_path, monkeypatch
+):
+    from mailer.emails import _composers
+
+    ids = people(4)
+    cid = new_campaign(tmp_path)
+    released = queue_and_start(cid)
+    real = _composers["campaign"]
+
+    class RacingComposer:
+        def compose(self, session, spec, addressed):
+            # After the batch's gate query, before its sends are taken into flight (other connections)
+            withdraw(ids[0], "nouma_offers")
+            oppose("person1@example.com")
+            composition = real.compose(session, spec, addressed)
+            # and one recipient's mail cannot be rendered
+            third = next(a.delivery_id for a in addressed if a.recipient.id == ids[2])
+            composition.failed[third] = "render_error: test"
+            composition.messages = [
+                dataclasses.replace(m, envelopes=tuple(e for e in m.envelopes if e.delivery_id != third))
+                for m in composition.messages
+            ]
+            return composition
+
+    monkeypatch.setitem(_composers, "campaign", RacingComposer())
+    drain(released)
+    # Each recipient has one record, the gate's verdict at the moment of the send
+    assert records_per_recipient(cid) == dict.fromkeys(ids, 1)
+    assert outcomes(cid) == {
+        ("skipped", "no_consent"): 1,
+        ("skipped", "suppressed:opposition"): 1,
+        ("failed", None): 1,
+        ("sent", None): 1,
+    }
+    assert fake_sendgrid.recipients() == ["person3@example.com"]
+
+
 def test_frequency_cap_counts_marketing_mails_across_campaigns(db, fake_sendgrid, tmp_path, monkeypatch):
     from tests.conftest import reset_process_state
 
@@ -454,7 +493,10 @@ def test_batches_check_the_breaker_as_they_finish(db, fake_sendgrid, tmp_path, m
     assert len(fake_sendgrid.recipients()) == 4  # the batch that checked was sent; no other started
 
 
-def test_the_sweep_requeues_lost_batches_and_never_sends_twice(db, fake_sendgrid, tmp_path, monkeypatch):
+@pytest.mark.parametrize("reserve", [False, True], ids=["rows-pending", "ids-reserved"])
+def test_the_sweep_requeues_lost_batches_and_never_sends_twice(
+    db, fake_sendgrid, tmp_path, monkeypatch, reserve
+):
     from tests.conftest import reset_process_state
 
     monkeypatch.setenv("MAILER_CAMPAIGN_BATCH_SIZE", "2")
@@ -462,8 +504,9 @@ def test_the_sweep_requeues_lost_batches_and_never_sends_twice(db, fake_sendgrid
     ids = people(6)
     cid = new_campaign(tmp_path)
     released = queue_and_start(cid)
-    # Given a batch whose worker died after claiming (sends pending) and messages lost with Redis
-    from mailer import delivery
+    # Given a batch whose worker died after claiming (sends pending, or ids reserved for them)
+    # and messages lost with Redis
+    from mailer import claims, delivery
     from mailer.batch import BatchSpec
 
     with session_scope() as session:
@@ -473,7 +516,7 @@ def test_the_sweep_requeues_lost_batches_and_never_sends_twice(db, fake_sendgrid
             sa.update(CampaignBatch).where(CampaignBatch.id == released[0]).values(state="running")
         )
     with session_scope() as session:
-        delivery._claim(session, spec, delivery.BatchOutcome())
+        claims.claim(session, spec, reserve=reserve)
     # When the sweep runs before the lease ends: nothing is lost yet
     assert control.sweep().requeue == []
     # After the lease: every in-flight batch is queued again

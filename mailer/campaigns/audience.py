@@ -238,7 +238,7 @@ def resolve(
         raise InvalidInput(f"unknown purpose {purpose!r}")
     condition = gate.allowed_now(
         Recipient.id,
-        sa.literal(purpose),  # type: ignore[arg-type]
+        sa.literal(purpose),
         partner_list_versions=partner_list_versions,
     )
     query = sa.select(Recipient.id, Recipient.locale).where(condition)
@@ -258,7 +258,7 @@ def count(
     """How many recipients the audience holds right now (shown at create)."""
     condition = gate.allowed_now(
         Recipient.id,
-        sa.literal(purpose),  # type: ignore[arg-type]
+        sa.literal(purpose),
         partner_list_versions=partner_list_versions,
     )
     query = sa.select(sa.func.count()).select_from(Recipient).where(condition)
