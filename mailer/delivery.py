@@ -11,7 +11,9 @@ Each intended send is one ``deliveries`` row, created before the provider is cal
     sending --no answer, or the process died--> unknown (never re-sent; settled by events)
 
 Only one worker can move a row from pending to sending (a conditional UPDATE), so a message
-delivered twice, two workers, or a resumed batch never send the same key twice.
+delivered twice, two workers, or a resumed batch never send the same key twice. Campaign batches
+on PostgreSQL skip the ``pending`` version: ids are reserved at claim and each row is inserted
+when first decided, ``sending`` by a gated INSERT on the unique send key (mailer/claims.py).
 """
 
 from __future__ import annotations
