@@ -1,7 +1,7 @@
 """Claiming a batch's send keys: the rows that exist, and delivery ids reserved for the others.
 
 A send key (purpose, what is sent, recipient) has one ``deliveries`` row. A claim inserts the
-missing rows ``pending``, except for batches their owner queues again until they are done
+missing rows ``pending``, except for batches their owner runs again until they are done
 (campaign batches, found by the campaign sweep) on PostgreSQL: there a delivery id is reserved for
 each missing key from the table's sequence, and the row is inserted when the key is first decided,
 ``sending`` as it is taken into flight (the gate re-checked in the same statement), or ``skipped``
@@ -57,7 +57,7 @@ class Claim:
 
 def claim(session: Session, spec: BatchSpec, *, reserve: bool = False) -> Claim:
     """The batch's pending sends: its existing pending rows, and the missing keys, inserted
-    ``pending``, or with ``reserve`` (a batch queued again by its owner) ids reserved for them."""
+    ``pending``, or with ``reserve`` (a batch run again by its owner until done) ids reserved."""
     recipient_ids = list(dict.fromkeys(spec.recipient_ids))
     if not reserve or session.get_bind().dialect.name != "postgresql":
         return _claim_by_inserting(session, spec, recipient_ids)

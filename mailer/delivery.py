@@ -67,6 +67,9 @@ INTERACTIVE_MAX_WAIT_SECONDS = 10.0
 #: a worker's memory stays what that kind was measured with.
 REQUEUE_BATCH_SIZE = 250
 
+#: Error of a send whose request was interrupted (time limit, shutdown) while it was in flight.
+INTERRUPTED = "interrupted while the request was in flight: the provider may have it"
+
 #: Longest error text kept on a delivery; provider bodies can be long.
 MAX_ERROR_LENGTH = 2000
 
@@ -89,15 +92,23 @@ class BatchOutcome:
 
 
 def deliver_batch(
-    spec: BatchSpec, *, final_attempt: bool = False, backend: Backend | None = None
+    spec: BatchSpec,
+    *,
+    final_attempt: bool = False,
+    backend: Backend | None = None,
+    reserve_ids: bool = False,
 ) -> BatchOutcome:
-    """Run one batch through claim, gate, render, send and record. Safe to run twice."""
+    """Run one batch through claim, gate, render, send and record. Safe to run twice.
+
+    ``reserve_ids``: the caller runs the batch again until it is done (campaign batches): its
+    missing keys may get their rows when first decided (mailer/claims.py).
+    """
     get_purpose(spec.purpose)
     composer = composer_for(spec.kind)
     outcome = BatchOutcome()
 
     with session_scope() as session:
-        claim = claims.claim(session, spec, reserve=spec.kind in kinds_requeued_by_their_owner())
+        claim = claims.claim(session, spec, reserve=reserve_ids)
     pending = claim.pending
     outcome.claimed = len(pending)
     outcome.already_done = claim.already_done
@@ -145,6 +156,11 @@ def deliver_batch(
         if not _send_wave(backend, [_only(m, in_flight) for m in wave], outcomes, waves, final_attempt):
             break
     outcomes.flush()
+    if claim.unrecorded and not outcome.retry:
+        # Keys the composer neither sent, skipped nor failed: recorded, never lost without a trace.
+        log.warning("%d sends of %s were not decided; left pending", len(claim.unrecorded), spec.belongs_to)
+        with session_scope() as session:
+            claims.insert(session, spec, claim.take_unrecorded(list(claim.unrecorded)), DeliveryState.PENDING)
     return outcome
 
 
@@ -320,10 +336,16 @@ def _send_wave(
         except AmbiguousSendError as error:
             outcome.last_error = error.detail
             outcomes.add(message.delivery_ids, DeliveryState.UNKNOWN, error=error.detail)
-        except BaseException:
+        except Exception:
             # Not a provider answer (a bug, a malformed message): nothing was sent; leave nothing
             # in flight for the sweep to mistake for a lost answer.
             _release(message.delivery_ids, None, outcomes, untried=_after(wave, index))
+            raise
+        except BaseException:
+            # Interrupted (a time limit, shutdown) while the request may have reached SendGrid:
+            # never sent again blindly. The requests after it were not tried.
+            outcomes.add(message.delivery_ids, DeliveryState.UNKNOWN, error=INTERRUPTED)
+            _release([], None, outcomes, untried=_after(wave, index))
             raise
         else:
             outcomes.add(message.delivery_ids, DeliveryState.SENT, provider_id=provider_id)

@@ -309,6 +309,25 @@ def test_a_withdrawal_or_opposition_while_a_batch_renders_wins_and_is_recorded(
     assert fake_sendgrid.recipients() == ["person3@example.com"]
 
 
+def test_a_recipient_the_composer_leaves_out_still_gets_a_record(db, fake_sendgrid, tmp_path, monkeypatch):
+    from mailer.emails import _composers
+
+    ids = people(3)
+    cid = new_campaign(tmp_path)
+    released = queue_and_start(cid)
+    real = _composers["campaign"]
+
+    class ForgetfulComposer:
+        def compose(self, session, spec, addressed):
+            return real.compose(session, spec, [a for a in addressed if a.recipient.id != ids[1]])
+
+    monkeypatch.setitem(_composers, "campaign", ForgetfulComposer())
+    drain(released)
+    # Neither sent, skipped nor failed by the batch: recorded pending, not lost without a trace
+    assert records_per_recipient(cid) == dict.fromkeys(ids, 1)
+    assert outcomes(cid) == {("sent", None): 2, ("pending", None): 1}
+
+
 def test_frequency_cap_counts_marketing_mails_across_campaigns(db, fake_sendgrid, tmp_path, monkeypatch):
     from tests.conftest import reset_process_state
 

@@ -451,3 +451,22 @@ def test_the_sweep_and_message_id_lookups_can_use_the_partial_indexes(db):
     # Sent rows are not in the sweep's index: a state it does not hold is refused outright.
     with pytest.raises(ValueError, match="not an unsettled state"):
         unsettled(DeliveryState.SENT)
+
+
+def test_an_interrupt_while_a_request_is_in_flight_records_it_unknown(db, fake_sendgrid):
+    from dramatiq.middleware.time_limit import TimeLimitExceeded
+
+    ids = make_recipients(2)
+
+    class Interrupted:
+        name = "interrupted"
+
+        def send(self, message):
+            raise TimeLimitExceeded()  # raised into the thread while the request was going out
+
+    with pytest.raises(TimeLimitExceeded):
+        deliver_batch(spec(ids), backend=Interrupted())
+    # The request may have reached SendGrid: unknown, never re-sent; the one after it waits, pending
+    states = {d.recipient_id: (d.state, d.error) for d in all_deliveries()}
+    assert states[ids[0]][0] == DeliveryState.UNKNOWN and "interrupted" in states[ids[0]][1]
+    assert states[ids[1]] == (DeliveryState.PENDING, None)

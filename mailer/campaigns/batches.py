@@ -111,7 +111,9 @@ def run(batch_id: int, *, backend: Backend | None = None) -> Step:
 
     wrapped = CampaignBackend(backend or get_backend())
     try:
-        outcome = delivery.deliver_batch(opened.spec, backend=wrapped)
+        # The campaign sweep runs a batch again until it is done: its keys may be recorded when
+        # first decided (two row versions a send, mailer/claims.py).
+        outcome = delivery.deliver_batch(opened.spec, backend=wrapped, reserve_ids=True)
     except Exception as error:
         with session_scope() as session:
             session.execute(
