@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -24,9 +24,8 @@ from mailer.rendering import gettext, render
 from mailer.suppression.tokens import preferences_url, unsubscribe_url
 
 
-@dataclass(frozen=True)
-class RecipientView:
-    """What rendering may know of a recipient."""
+class RecipientView(NamedTuple):
+    """What rendering may know of a recipient (a tuple: a campaign batch makes a thousand)."""
 
     id: int
     address: str
@@ -35,8 +34,7 @@ class RecipientView:
     time_zone: str
 
 
-@dataclass(frozen=True)
-class Addressed:
+class Addressed(NamedTuple):
     """A recipient who passed the gate, with the delivery record its message answers to."""
 
     delivery_id: int

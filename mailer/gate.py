@@ -59,14 +59,15 @@ def check(
         rows = session.execute(
             sa.select(
                 Recipient.id,
-                Recipient.state,
+                # Read as text: no enum conversion for a thousand rows (StrEnum members compare equal).
+                sa.type_coerce(Recipient.state, sa.String()).label("state"),
                 Recipient.address,
                 Recipient.name,
                 Recipient.locale,
                 Recipient.time_zone,
                 Consent.granted,
                 Consent.partner_list_version,
-                Suppression.reason,
+                sa.type_coerce(Suppression.reason, sa.String()).label("reason"),
             )
             .select_from(Recipient)
             .outerjoin(Consent, (Consent.recipient_id == Recipient.id) & (Consent.purpose == purpose))
@@ -92,7 +93,7 @@ def check(
 
 
 def _verdict(
-    state: AccountState, address: str | None, granted: bool | None, reason: str | None
+    state: AccountState | str, address: str | None, granted: bool | None, reason: str | None
 ) -> str | None:
     if state == AccountState.ERASED:
         return ERASED

@@ -83,10 +83,11 @@ def personalization(envelope: Envelope) -> dict[str, Any]:
     else:
         to = To(envelope.to_address).get()
     result: dict[str, Any] = {"to": [to]}
+    # The envelope's own dicts: the body is encoded at once and never changed.
     if envelope.headers:
-        result["headers"] = dict(envelope.headers)
+        result["headers"] = envelope.headers
     if envelope.substitutions:
-        result["substitutions"] = dict(envelope.substitutions)
+        result["substitutions"] = envelope.substitutions
     # Our id, echoed on every event of this recipient: the only correlation SendGrid offers
     # (one X-Message-Id covers the whole request). Ids only: custom_args are not private.
     result["custom_args"] = {"delivery_id": str(envelope.delivery_id)}

@@ -135,13 +135,10 @@ def _dumps_many(salt: str, payloads: list[Any]) -> list[str]:
     digest = signer.digest_method().name
     separator = signer.sep if isinstance(signer.sep, bytes) else signer.sep.encode()
 
-    keyed = hmac.new(key, digestmod=digest)
-
     def dumps(payload: Any) -> str:
         body = base64.urlsafe_b64encode(_compact_json(payload).encode()).rstrip(b"=")
-        mac = keyed.copy()
-        mac.update(body)
-        signature = base64.urlsafe_b64encode(mac.digest()).rstrip(b"=")
+        # hmac.digest with a digest name is OpenSSL's one-shot HMAC: no object per token.
+        signature = base64.urlsafe_b64encode(hmac.digest(key, body, digest)).rstrip(b"=")
         return (body + separator + signature).decode("ascii")
 
     if dumps(payloads[0]) != serializer.dumps(payloads[0]):
