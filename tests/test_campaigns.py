@@ -251,20 +251,29 @@ def test_pause_resume_and_cancel_at_every_stage_leave_no_duplicate_and_no_hole(
     assert campaign(draft).state == CampaignState.CANCELLED and outcomes(draft) == {}
 
 
-def test_cancel_while_a_batch_is_being_rendered_sends_nothing_more(db, fake_sendgrid, tmp_path, monkeypatch):
+def _while_rendering(monkeypatch, compose):
+    """Batches render through ``compose(real_compose, session, spec, addressed)``."""
     from mailer.emails import _composers
 
+    real = _composers["campaign"]
+
+    class Wrapped:
+        def compose(self, session, spec, addressed):
+            return compose(real.compose, session, spec, addressed)
+
+    monkeypatch.setitem(_composers, "campaign", Wrapped())
+
+
+def test_cancel_while_a_batch_is_being_rendered_sends_nothing_more(db, fake_sendgrid, tmp_path, monkeypatch):
     ids = people(3)
     cid = new_campaign(tmp_path)
     released = queue_and_start(cid)
-    real = _composers["campaign"]
 
-    class CancellingComposer:
-        def compose(self, session, spec, addressed):
-            control.cancel(cid, operator="test")  # another connection, while this batch renders
-            return real.compose(session, spec, addressed)
+    def cancelling(real, session, spec, addressed):
+        control.cancel(cid, operator="test")  # another connection, while this batch renders
+        return real(session, spec, addressed)
 
-    monkeypatch.setitem(_composers, "campaign", CancellingComposer())
+    _while_rendering(monkeypatch, cancelling)
     drain(released)
     assert fake_sendgrid.requests == []
     assert records_per_recipient(cid) == dict.fromkeys(ids, 1)
@@ -274,29 +283,25 @@ def test_cancel_while_a_batch_is_being_rendered_sends_nothing_more(db, fake_send
 def test_a_withdrawal_or_opposition_while_a_batch_renders_wins_and_is_recorded(
     db, fake_sendgrid, tmp_path, monkeypatch
 ):
-    from mailer.emails import _composers
-
     ids = people(4)
     cid = new_campaign(tmp_path)
     released = queue_and_start(cid)
-    real = _composers["campaign"]
 
-    class RacingComposer:
-        def compose(self, session, spec, addressed):
-            # After the batch's gate query, before its sends are taken into flight (other connections)
-            withdraw(ids[0], "nouma_offers")
-            oppose("person1@example.com")
-            composition = real.compose(session, spec, addressed)
-            # and one recipient's mail cannot be rendered
-            third = next(a.delivery_id for a in addressed if a.recipient.id == ids[2])
-            composition.failed[third] = "render_error: test"
-            composition.messages = [
-                dataclasses.replace(m, envelopes=tuple(e for e in m.envelopes if e.delivery_id != third))
-                for m in composition.messages
-            ]
-            return composition
+    def racing(real, session, spec, addressed):
+        # After the batch's gate query, before its sends are taken into flight (other connections)
+        withdraw(ids[0], "nouma_offers")
+        oppose("person1@example.com")
+        composition = real(session, spec, addressed)
+        # and one recipient's mail cannot be rendered
+        third = next(a.delivery_id for a in addressed if a.recipient.id == ids[2])
+        composition.failed[third] = "render_error: test"
+        composition.messages = [
+            dataclasses.replace(m, envelopes=tuple(e for e in m.envelopes if e.delivery_id != third))
+            for m in composition.messages
+        ]
+        return composition
 
-    monkeypatch.setitem(_composers, "campaign", RacingComposer())
+    _while_rendering(monkeypatch, racing)
     drain(released)
     # Each recipient has one record, the gate's verdict at the moment of the send
     assert records_per_recipient(cid) == dict.fromkeys(ids, 1)
@@ -310,18 +315,14 @@ def test_a_withdrawal_or_opposition_while_a_batch_renders_wins_and_is_recorded(
 
 
 def test_a_recipient_the_composer_leaves_out_still_gets_a_record(db, fake_sendgrid, tmp_path, monkeypatch):
-    from mailer.emails import _composers
-
     ids = people(3)
     cid = new_campaign(tmp_path)
     released = queue_and_start(cid)
-    real = _composers["campaign"]
 
-    class ForgetfulComposer:
-        def compose(self, session, spec, addressed):
-            return real.compose(session, spec, [a for a in addressed if a.recipient.id != ids[1]])
+    def forgetful(real, session, spec, addressed):
+        return real(session, spec, [a for a in addressed if a.recipient.id != ids[1]])
 
-    monkeypatch.setitem(_composers, "campaign", ForgetfulComposer())
+    _while_rendering(monkeypatch, forgetful)
     drain(released)
     # Neither sent, skipped nor failed by the batch: recorded pending, not lost without a trace
     assert records_per_recipient(cid) == dict.fromkeys(ids, 1)
