@@ -32,9 +32,11 @@ class BatchSpec:
         return (self.kind, self.purpose, self.belongs_to, list(self.recipient_ids))
 
 
-def split(kind: str, purpose: str, belongs_to: str, recipient_ids: list[int]) -> list[BatchSpec]:
-    """Cut a list of recipients into batches of at most MAX_BATCH_SIZE."""
+def split(
+    kind: str, purpose: str, belongs_to: str, recipient_ids: list[int], *, size: int = MAX_BATCH_SIZE
+) -> list[BatchSpec]:
+    """Cut a list of recipients into batches of at most ``size`` (MAX_BATCH_SIZE by default)."""
     return [
-        BatchSpec(kind, purpose, belongs_to, tuple(recipient_ids[i : i + MAX_BATCH_SIZE]))
-        for i in range(0, len(recipient_ids), MAX_BATCH_SIZE)
+        BatchSpec(kind, purpose, belongs_to, tuple(recipient_ids[i : i + size]))
+        for i in range(0, len(recipient_ids), size)
     ]

@@ -15,7 +15,7 @@ ids stay unused. SQLite has no sequence: there every claim inserts the missing r
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,10 @@ class Claim:
     unrecorded: dict[int, int] = field(default_factory=dict)
     #: Keys of the batch already decided (sent, skipped...) by an earlier pass.
     already_done: int = 0
+
+    def unrecorded_among(self, delivery_ids: Iterable[int]) -> dict[int, int]:
+        """Those of ``delivery_ids`` with no row yet (they stay unrecorded)."""
+        return {d: self.unrecorded[d] for d in delivery_ids if d in self.unrecorded}
 
     def take_unrecorded(self, delivery_ids: Iterable[int]) -> dict[int, int]:
         """Those of ``delivery_ids`` with no row yet; the caller records them."""
@@ -106,26 +110,7 @@ def claim(session: Session, spec: BatchSpec, *, reserve: bool = False) -> Claim:
 
 
 def _claim_by_inserting(session: Session, spec: BatchSpec, recipient_ids: list[int]) -> Claim:
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    now = utcnow()
-    # INSERT ... SELECT from recipients: an id that names no recipient gets no row (and no FK error).
-    source = sa.select(
-        sa.literal(spec.purpose),
-        sa.literal(spec.belongs_to),
-        Recipient.id,
-        sa.literal(spec.kind),
-        sa.literal(DeliveryState.PENDING.value),
-        sa.literal(0),
-        sa.literal(now, type_=Delivery.__table__.c.created_at.type),
-    ).where(id_in(session, Recipient.id, recipient_ids))
-    rows = session.execute(
-        insert(Delivery)
-        .from_select(
-            ["purpose", "belongs_to", "recipient_id", "kind", "state", "attempts", "created_at"], source
-        )
-        .on_conflict_do_nothing(index_elements=SEND_KEY)
-        .returning(Delivery.id, Delivery.recipient_id, Delivery.state)
-    ).all()
+    rows = insert_missing(session, spec, DeliveryState.PENDING)
     if len(rows) < len(recipient_ids):
         # Some keys existed already (a redelivered message, a resumed batch): read them all back.
         rows = session.execute(
@@ -138,6 +123,40 @@ def _claim_by_inserting(session: Session, spec: BatchSpec, recipient_ids: list[i
     pending = {row.id: row.recipient_id for row in rows if row.state == DeliveryState.PENDING}
     _warn_unknown(spec, len(recipient_ids) - len(rows))
     return Claim(pending=pending, already_done=len(rows) - len(pending))
+
+
+def insert_missing(session: Session, spec: BatchSpec, state: DeliveryState, **values: Any) -> Sequence[Any]:
+    """A row in ``state`` for each recipient of the batch that has none; returns the rows inserted
+    (id, recipient_id, state). An id that names no recipient gets no row (and no FK error)."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    columns = {
+        **_row_values(spec, state, values),
+        "recipient_id": Recipient.id,
+    }
+    source = sa.select(*columns.values()).where(
+        id_in(session, Recipient.id, list(dict.fromkeys(spec.recipient_ids)))
+    )
+    return session.execute(
+        insert(Delivery)
+        .from_select(list(columns), source)
+        .on_conflict_do_nothing(index_elements=SEND_KEY)
+        .returning(Delivery.id, Delivery.recipient_id, Delivery.state)
+    ).all()
+
+
+def _row_values(spec: BatchSpec, state: DeliveryState, values: dict[str, Any]) -> dict[str, Any]:
+    """The values a new row of the batch shares, as typed literals: column name -> expression."""
+    table = Delivery.__table__
+    shared: dict[str, Any] = {
+        "purpose": spec.purpose,
+        "belongs_to": spec.belongs_to,
+        "kind": spec.kind,
+        "state": state.value,
+        "attempts": 0,
+        "created_at": utcnow(),
+        **values,
+    }
+    return {name: sa.literal(value, type_=table.c[name].type) for name, value in shared.items()}
 
 
 def _warn_unknown(spec: BatchSpec, count: int) -> None:
@@ -159,24 +178,15 @@ def insert(
     the gate allows now (the statement that takes sends into flight)."""
     if not keys:
         return set()
-    table = Delivery.__table__
     pairs = sa.select(
         sa.func.unnest(sa.literal(list(keys), type_=IdArray())).label("id"),
         sa.func.unnest(sa.literal(list(keys.values()), type_=IdArray())).label("recipient_id"),
     ).subquery("unrecorded")
-    now = utcnow()
-    columns: dict[str, Any] = {
+    columns = {
+        **_row_values(spec, state, values),
         "id": pairs.c.id,
-        "purpose": sa.literal(spec.purpose),
-        "belongs_to": sa.literal(spec.belongs_to),
         "recipient_id": pairs.c.recipient_id,
-        "kind": sa.literal(spec.kind),
-        "state": sa.literal(state.value),
-        "attempts": sa.literal(0),
-        "created_at": sa.literal(now, type_=table.c.created_at.type),
     }
-    for name, value in values.items():
-        columns[name] = sa.literal(value, type_=table.c[name].type)
     source = sa.select(*columns.values()).select_from(pairs)
     if gated:
         source = source.where(

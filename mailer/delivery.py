@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from mailer import claims, gate
-from mailer.batch import BatchSpec
+from mailer.batch import BatchSpec, split
 from mailer.config import get_settings
 from mailer.db import id_in, id_text_rows, in_chunks, session_scope, state_is, utcnow
 from mailer.emails import Addressed, RecipientView, composer_for, kinds_requeued_by_their_owner
@@ -201,40 +201,36 @@ def _recipient_views(rows: Iterable[Any]) -> dict[int, RecipientView]:
 def _skip(
     session: Session, spec: BatchSpec, reasons: dict[int, str], outcome: BatchOutcome, claim: claims.Claim
 ) -> None:
-    now = utcnow()
-    by_reason = sorted(reasons.items(), key=lambda item: item[1])
-    for reason, group in groupby(by_reason, key=lambda item: item[1]):
-        ids = [delivery_id for delivery_id, _ in group]
-        unrecorded = claim.take_unrecorded(ids)
-        values: dict[str, Any] = {"skip_reason": reason, "finished_at": now}
-        count = len(claims.insert(session, spec, unrecorded, DeliveryState.SKIPPED, **values))
-        count += _update_where(
-            session,
-            [d for d in ids if d not in unrecorded],
-            DeliveryState.PENDING,
-            state=DeliveryState.SKIPPED,
-            **values,
-        )
-        outcome.skipped[reason] += count
+    outcome.skipped.update(_decide(session, spec, claim, reasons, DeliveryState.SKIPPED, "skip_reason"))
 
 
 def _fail_pending(
     session: Session, spec: BatchSpec, errors: dict[int, str], outcome: BatchOutcome, claim: claims.Claim
 ) -> None:
+    truncated = {d: error[:MAX_ERROR_LENGTH] for d, error in errors.items()}
+    outcome.failed += sum(_decide(session, spec, claim, truncated, DeliveryState.FAILED, "error").values())
+
+
+def _decide(
+    session: Session,
+    spec: BatchSpec,
+    claim: claims.Claim,
+    texts: dict[int, str],
+    state: DeliveryState,
+    column: str,
+) -> Counter[str]:
+    """Record pending sends in a final ``state`` with their own text in ``column`` (a skip reason,
+    an error): rows of unrecorded keys inserted, the others updated. Returns how many per text."""
     now = utcnow()
-    by_error = sorted(errors.items(), key=lambda item: item[1])
-    for error, group in groupby(by_error, key=lambda item: item[1]):
+    counts: Counter[str] = Counter()
+    for text, group in groupby(sorted(texts.items(), key=lambda item: item[1]), key=lambda item: item[1]):
         ids = [delivery_id for delivery_id, _ in group]
         unrecorded = claim.take_unrecorded(ids)
-        values: dict[str, Any] = {"error": error[:MAX_ERROR_LENGTH], "finished_at": now}
-        outcome.failed += len(claims.insert(session, spec, unrecorded, DeliveryState.FAILED, **values))
-        outcome.failed += _update_where(
-            session,
-            [d for d in ids if d not in unrecorded],
-            DeliveryState.PENDING,
-            state=DeliveryState.FAILED,
-            **values,
-        )
+        values: dict[str, Any] = {column: text, "finished_at": now}
+        counts[text] += len(claims.insert(session, spec, unrecorded, state, **values))
+        recorded = [d for d in ids if d not in unrecorded]
+        counts[text] += _update_where(session, recorded, DeliveryState.PENDING, state=state, **values)
+    return counts
 
 
 def _take_into_flight(
@@ -246,7 +242,7 @@ def _take_into_flight(
     """
     won: set[int] = set()
     now = utcnow()
-    unrecorded = {d: claim.unrecorded[d] for d in delivery_ids if d in claim.unrecorded}
+    unrecorded = claim.unrecorded_among(delivery_ids)
     inserted = claims.insert(session, spec, unrecorded, DeliveryState.SENDING, gated=True, sending_at=now)
     claim.take_unrecorded(inserted)
     won.update(inserted)
@@ -276,7 +272,7 @@ def _regate(
     session: Session, spec: BatchSpec, delivery_ids: list[int], outcome: BatchOutcome, claim: claims.Claim
 ) -> None:
     """Sends that could not be taken into flight: refused by the gate just now, or taken by another."""
-    recipients = {d: claim.unrecorded[d] for d in delivery_ids if d in claim.unrecorded}
+    recipients = claim.unrecorded_among(delivery_ids)
     recorded = [d for d in delivery_ids if d not in recipients]
     if recorded:
         rows = session.execute(
@@ -560,10 +556,7 @@ def sweep(now: dt.datetime | None = None) -> SweepResult:
     requeue: list[BatchSpec] = []
     for (kind, purpose, belongs_to), group in groupby(rows, key=lambda r: (r.kind, r.purpose, r.belongs_to)):
         ids = [r.recipient_id for r in group]
-        requeue.extend(
-            BatchSpec(kind, purpose, belongs_to, tuple(ids[i : i + REQUEUE_BATCH_SIZE]))
-            for i in range(0, len(ids), REQUEUE_BATCH_SIZE)
-        )
+        requeue.extend(split(kind, purpose, belongs_to, ids, size=REQUEUE_BATCH_SIZE))
     if marked:
         log.warning("marked %d stale in-flight sends unknown", marked)
     return SweepResult(marked_unknown=marked, requeue=requeue)

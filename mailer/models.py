@@ -166,7 +166,7 @@ class Suppression(Base):
 
 #: The states the stale-send sweep looks for, and the predicate of the index it uses.
 UNSETTLED_STATES = (DeliveryState.PENDING, DeliveryState.SENDING)
-UNSETTLED = "state IN ('pending', 'sending')"
+UNSETTLED = one_of("state", tuple(s.value for s in UNSETTLED_STATES))
 
 
 class Delivery(Base):

@@ -17,7 +17,7 @@ import datetime as dt
 import functools
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from mailer.alerts.text import Query, Term, joined, parse_query
 
@@ -69,22 +69,8 @@ class Criteria:
     _hash: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self,
-            "_hash",
-            hash(
-                (
-                    self.keywords,
-                    self.cpv_prefixes,
-                    self.departments,
-                    self.regions,
-                    self.min_value,
-                    self.max_value,
-                    self.wants_radius,
-                    self.near,
-                )
-            ),
-        )
+        compared = tuple(getattr(self, f.name) for f in fields(self) if f.compare)
+        object.__setattr__(self, "_hash", hash(compared))
 
     def __hash__(self) -> int:
         return self._hash

@@ -12,11 +12,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from mailer.batch import MAX_BATCH_SIZE
+from mailer import claims
+from mailer.batch import MAX_BATCH_SIZE, BatchSpec
 from mailer.campaigns import audience, breaker
+from mailer.campaigns.composer import KIND
 from mailer.campaigns.content import LocaleContent, check_content
 from mailer.campaigns.models import (
     FINISHED_BATCH_STATES,
@@ -34,7 +35,7 @@ from mailer.campaigns.models import (
 from mailer.config import get_settings
 from mailer.db import id_in, in_chunks, session_scope, state_is, utcnow
 from mailer.errors import InvalidInput, NotFound, WrongCampaignState
-from mailer.models import Delivery, DeliveryState, Recipient
+from mailer.models import Delivery, DeliveryState
 from mailer.purposes import get_purpose
 
 #: Skip reason of the recipients a cancelled campaign never sent to.
@@ -448,36 +449,13 @@ def cancel_batch(session: Session, batch_id: int, *, now: dt.datetime | None = N
     campaign = get(session, batch.campaign_id)
     key = belongs_to(campaign.id)
     ids = list(batch.recipient_ids)
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    source = sa.select(
-        sa.literal(campaign.purpose),
-        sa.literal(key),
-        Recipient.id,
-        sa.literal("campaign"),
-        sa.literal(DeliveryState.SKIPPED.value),
-        sa.literal(CAMPAIGN_CANCELLED),
-        sa.literal(0),
-        sa.literal(now, type_=Delivery.__table__.c.created_at.type),
-        sa.literal(now, type_=Delivery.__table__.c.finished_at.type),
-    ).where(id_in(session, Recipient.id, ids))
-    session.execute(
-        insert(Delivery)
-        .from_select(
-            [
-                "purpose",
-                "belongs_to",
-                "recipient_id",
-                "kind",
-                "state",
-                "skip_reason",
-                "attempts",
-                "created_at",
-                "finished_at",
-            ],
-            source,
-        )
-        .on_conflict_do_nothing(index_elements=["purpose", "belongs_to", "recipient_id"])
+    claims.insert_missing(
+        session,
+        BatchSpec(KIND, campaign.purpose, key, tuple(ids)),
+        DeliveryState.SKIPPED,
+        skip_reason=CAMPAIGN_CANCELLED,
+        created_at=now,
+        finished_at=now,
     )
     # Claimed but not yet in flight: a worker still on this batch cannot take them any more.
     skip_pending_as_cancelled(session, campaign, ids, now=now)
