@@ -368,20 +368,6 @@ def test_opposed_tender_contacts_never_appear_in_any_digest(db, two_readers, iso
         assert "Paul Martin" in whole and "paul.martin@example.invalid" in whole
 
 
-def test_contact_name_keys_ignore_case_accents_civilities_and_order():
-    from mailer.suppression.contacts import contact_keys, name_key
-
-    keys = contact_keys("Service de la commande publique — Mme Marie Houssay", None)
-    assert name_key("Marie Houssay") in keys
-    assert name_key("houssay MARIE") in keys
-    assert name_key("Madame Marie HOUSSAY") in keys
-    assert name_key("Marie Dupont") not in keys
-    # A name key never equals an address key
-    from mailer.addresses import hash_of
-
-    assert hash_of("marie@example.com") != name_key("marie example com")
-
-
 def test_digests_of_a_locale_share_one_request_with_substitutions_sendgrid_accepts(db, fake_sendgrid):
     # Given twelve French and three English readers with something new
     ids = make_recipients(12) + make_recipients(0)

@@ -21,3 +21,30 @@ def test_downgrade_to_nothing_and_back(tmp_path):
     migrations.upgrade(url)
     assert "deliveries" in sa.inspect(get_engine(url)).get_table_names()
     assert migrations.current_revision(url) is not None
+
+
+def test_the_spellings_revision_rekeys_the_tenders_already_there(db):
+    # Given a tender imported before name spellings existed, with keys of the old kind only
+    from mailer.suppression.contacts import contact_keys
+
+    command.downgrade(migrations.alembic_config(db), "0006_partial_delivery_indexes")
+    engine = get_engine(db)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO tenders (id, reference, source, title, contact_name, contact_email, cpv_codes, "
+                "departments, regions, received_at, updated_at) VALUES (7, 'ted:1', 'ted', 'Voirie', "
+                "'Service achats — Mme Chich-Bourgine', NULL, '[]', '[]', '[]', :now, :now)"
+            ),
+            {"now": "2026-11-26 06:00:00"},
+        )
+        connection.execute(sa.text("INSERT INTO tender_contact_keys (tender_id, key) VALUES (7, 'old')"))
+
+    # When the database is brought up to date
+    migrations.upgrade(db)
+
+    # Then the tender carries every spelling of its contact, and nothing of the old keys
+    with engine.connect() as connection:
+        keys = set(connection.scalars(sa.text("SELECT key FROM tender_contact_keys WHERE tender_id = 7")))
+    assert keys == contact_keys("Service achats — Mme Chich-Bourgine", None)
+    assert "opposed_name_keys" in sa.inspect(engine).get_table_names()

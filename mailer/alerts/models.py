@@ -56,17 +56,6 @@ class Tender(Base):
     __table_args__ = (sa.Index("ix_tenders_received_at", "received_at"),)
 
 
-class TenderContactKey(Base):
-    """A key under which a tender's contact may be on the opposition list (address or name hash)."""
-
-    __tablename__ = "tender_contact_keys"
-
-    tender_id: Mapped[int] = mapped_column(sa.ForeignKey("tenders.id", ondelete="CASCADE"), primary_key=True)
-    key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-
-    __table_args__ = (sa.Index("ix_tender_contact_keys_key", "key"),)
-
-
 class SavedSearch(Base):
     """One saved search of a recipient, with its own high-water mark."""
 

@@ -47,11 +47,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy.orm import Session
 
 from mailer.addresses import normalise_address
-from mailer.alerts.models import Tender, TenderContactKey
+from mailer.alerts.models import Tender
 from mailer.alerts.places import normalise_department, places
 from mailer.db import in_chunks, utcnow
 from mailer.errors import InvalidAddress, InvalidInput
 from mailer.suppression.contacts import contact_keys
+from mailer.suppression.models import TenderContactKey
 
 #: Where tender times without an offset are: French public buyers publish in Paris time.
 TENDER_TIME_ZONE = ZoneInfo("Europe/Paris")

@@ -215,13 +215,16 @@ def scheduler(dry_run: bool) -> None:
 def add_name(name: str, source: str, note: str | None) -> None:
     """Record that the tender contact NAME opposed being shown in digests (policy article 5).
 
-    Kept as a hash like addresses are; any tender contact whose text holds these words (case,
-    accents, civilities and word order aside) is then left out of every digest. A contact known
-    by address is suppressed with `mailer suppress add ADDRESS --all --reason opposition`.
+    Type the name as the person gives it; a surname in capitals says which part it is. Kept as
+    hashes like addresses are; every tender contact written with that name is then left out of
+    every digest (name, e-mail and phone; the buyer stays): the full name in any order, the surname
+    after a civility or initials, an e-mail address built from the name. A contact known by
+    address is suppressed with `mailer suppress add ADDRESS --all --reason opposition`.
 
     \b
     Example:
       mailer suppress add-name "Marie Houssay" --note "ticket 4600"
+      mailer suppress add-name "Anne-Marie de LA ROCHEFOUCAULD" --note "ticket 4601"
     """
     from mailer.suppression import contacts
 

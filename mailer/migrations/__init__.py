@@ -16,6 +16,7 @@ MODEL_MODULES = (
     "mailer.models",
     "mailer.provider_events.models",
     "mailer.alerts.models",
+    "mailer.suppression.models",
     "mailer.campaigns.models",
 )
 

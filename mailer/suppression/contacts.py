@@ -1,107 +1,83 @@
 """Tender contacts who opposed (policy article 5): the keys they are known by, and who is hidden.
 
 Tenders name a buyer's contact person (name, e-mail, phone). A contact is hidden from every
-digest when one of its keys is on the suppression list with reason ``opposition`` (any scope) or
-with scope ``all``:
+digest -- the whole contact: name, e-mail and phone; the buyer stays -- when one of its keys is on
+the opposition list with reason ``opposition`` (any scope) or with scope ``all``:
 
-- its e-mail address, under the very key the suppression list already uses (SHA-256 of the
-  normalised address), so ``mailer suppress add contact@example.com ...`` covers contacts too;
-- its name, under a key of the same shape in the same column: SHA-256 of ``contact-name:`` and the
-  folded name words (case, accents and civilities dropped, words sorted). The prefix keeps a name
-  key from ever equalling an address key, and no name is stored in clear.
+- its e-mail address (and any address written in its name field), under the very key the
+  suppression list already uses (SHA-256 of the normalised address), so ``mailer suppress add
+  contact@example.com ...`` covers contacts too;
+- a spelling of a person's name (``mailer/suppression/names.py``: full name in any order, surname
+  after a civility or initials, initials and surname, an e-mail local part built from the name),
+  hashed under a prefix no address hash can equal. An opposition by name is one suppression entry
+  (keyed by its canonical spelling) and a key per spelling of that name in ``opposed_name_keys``.
 
-Contact fields are free text ("Service de la commande publique — Marie Houssay"), so a tender's
-contact gets a key for every run of 1 to ``MAX_NAME_WORDS`` consecutive words: an opposition
-recorded for "Marie Houssay" (or "HOUSSAY Marie") finds it inside the longer text.
+Keys are computed when a tender is imported and when a name is opposed; the digests look them up
+per batch, at send time, so an opposition recorded after planning still wins.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from mailer.addresses import address_hash, normalise_address
-from mailer.alerts.models import TenderContactKey
-from mailer.alerts.text import words
 from mailer.db import id_in, in_chunks
-from mailer.errors import InvalidAddress, InvalidInput
+from mailer.errors import InvalidAddress
 from mailer.models import Suppression, SuppressionReason
 from mailer.purposes import ALL_PURPOSES
 from mailer.suppression import entries
+from mailer.suppression.models import OpposedNameKey, TenderContactKey
+from mailer.suppression.names import Spelling, addresses_in, canonical, notice_spellings, person_spellings
 
-#: Hashing prefix of name keys: a name key never collides with an address key.
+#: Hashing prefix of name keys: a name key never collides with an address key. A full spelling is
+#: hashed as ``contact-name:<words>`` (the form name oppositions were first recorded under), the
+#: others as ``contact-name:<kind>:<letters>``.
 NAME_KEY_PREFIX = "contact-name:"
-#: Longest run of words keyed in a contact's free text; person names are 1 to 4 words.
-MAX_NAME_WORDS = 4
-#: Words that say who someone is, not their name: left out of name keys on both sides.
-CIVILITIES = frozenset(
-    [
-        "m",
-        "mr",
-        "mme",
-        "mlle",
-        "mm",
-        "mmes",
-        "monsieur",
-        "madame",
-        "mademoiselle",
-        "messieurs",
-        "dr",
-        "docteur",
-        "me",
-        "maitre",
-        "pr",
-        "professeur",
-    ]
-)
 #: Keys per query (bound-parameter limits).
 KEY_CHUNK = 1000
 
-_ADDRESS_IN_TEXT = re.compile(r"[^\s<>()\[\],;:]+@[^\s<>()\[\],;:]+\.[^\s<>()\[\],;:]+")
 
-
-def _name_words(name: str) -> list[str]:
-    return [w for w in words(name) if w not in CIVILITIES]
-
-
-def _key(name_words: Iterable[str]) -> str:
-    return hashlib.sha256((NAME_KEY_PREFIX + " ".join(sorted(name_words))).encode("utf-8")).hexdigest()
+def spelling_key(spelling: Spelling) -> str:
+    """The hash a spelling is stored and compared under."""
+    body = spelling.value if spelling.kind == "full" else f"{spelling.kind}:{spelling.value}"
+    return hashlib.sha256((NAME_KEY_PREFIX + body).encode("utf-8")).hexdigest()
 
 
 def name_key(name: str) -> str:
-    """The key an opposed contact name is recorded under; InvalidInput when no name word remains."""
-    name_words = _name_words(name)
-    if not name_words:
-        raise InvalidInput(f"{name!r}: no name in it")
-    if len(name_words) > MAX_NAME_WORDS:
-        raise InvalidInput(f"{name!r}: a contact name has at most {MAX_NAME_WORDS} words")
-    return _key(name_words)
+    """The key an opposition by name is recorded under; InvalidInput when it names no one."""
+    return spelling_key(canonical(name))
+
+
+def name_keys(name: str) -> set[str]:
+    """Every key an opposed person's name hides a contact under."""
+    return {spelling_key(s) for s in person_spellings(name)}
 
 
 def contact_keys(name: str | None, email: str | None) -> set[str]:
-    """Every key a tender's contact can be opposed under: its address, and its name's word runs."""
-    keys: set[str] = set()
-    for candidate in [email or "", *_ADDRESS_IN_TEXT.findall(name or "")]:
+    """Every key a tender's contact can be opposed under: its addresses and its name's spellings."""
+    keys = {spelling_key(s) for s in notice_spellings(name, email)}
+    for candidate in [email or "", *addresses_in(name or "")]:
         try:
             keys.add(address_hash(normalise_address(candidate)))
         except InvalidAddress:
             continue
-    name_words = _name_words(_ADDRESS_IN_TEXT.sub(" ", name or ""))
-    for size in range(1, MAX_NAME_WORDS + 1):
-        for start in range(0, len(name_words) - size + 1):
-            keys.add(_key(name_words[start : start + size]))
     return keys
 
 
 def add_name(
     session: Session, name: str, *, source: str, note: str | None = None, created_by: str | None = None
 ) -> tuple[Suppression, bool]:
-    """Record that a tender contact, known by name, opposed being shown; returns (entry, is new)."""
-    return entries.add_hash(
+    """Record that a tender contact, known by name, opposed being shown; returns (entry, is new).
+
+    Recording the same name again adds the spellings the entry may lack (an entry recorded before
+    spellings existed gains them), and keeps the entry's first reason and date.
+    """
+    keys = name_keys(name)
+    entry, created = entries.add_hash(
         session,
         name_key(name),
         scope=ALL_PURPOSES,
@@ -110,6 +86,15 @@ def add_name(
         note=note,
         created_by=created_by,
     )
+    known = set(
+        session.scalars(sa.select(OpposedNameKey.key).where(OpposedNameKey.suppression_id == entry.id))
+    )
+    missing = sorted(keys - known)
+    if missing:
+        session.execute(
+            sa.insert(OpposedNameKey), [{"suppression_id": entry.id, "key": key} for key in missing]
+        )
+    return entry, created
 
 
 def hides() -> sa.ColumnElement[bool]:
@@ -117,34 +102,20 @@ def hides() -> sa.ColumnElement[bool]:
     return sa.or_(Suppression.scope == ALL_PURPOSES, Suppression.reason == SuppressionReason.OPPOSITION)
 
 
-def opposed_keys(session: Session, keys: Collection[str]) -> set[str]:
-    """Those of ``keys`` on the opposition list for contacts."""
-    found: set[str] = set()
-    for chunk in in_chunks(sorted(keys), KEY_CHUNK):
-        found.update(
-            session.scalars(
-                sa.select(Suppression.address_hash).where(
-                    Suppression.address_hash.in_(chunk),
-                    hides(),
-                )
-            )
-        )
-    return found
-
-
 def hidden_tenders(session: Session, tender_ids: Collection[int]) -> set[int]:
-    """Tenders whose contact must not be shown: one query per chunk of tenders, joined on keys."""
+    """Tenders whose contact must not be shown: per chunk of tenders, one query joined on keys."""
     hidden: set[int] = set()
     for chunk in in_chunks(sorted(tender_ids), KEY_CHUNK):
-        hidden.update(
-            session.scalars(
-                sa.select(TenderContactKey.tender_id)
-                .join(Suppression, Suppression.address_hash == TenderContactKey.key)
-                .where(
-                    id_in(session, TenderContactKey.tender_id, chunk),
-                    hides(),
-                )
-                .distinct()
-            )
+        by_address = (
+            sa.select(TenderContactKey.tender_id)
+            .join(Suppression, Suppression.address_hash == TenderContactKey.key)
+            .where(id_in(session, TenderContactKey.tender_id, chunk), hides())
         )
+        by_name = (
+            sa.select(TenderContactKey.tender_id)
+            .join(OpposedNameKey, OpposedNameKey.key == TenderContactKey.key)
+            .join(Suppression, Suppression.id == OpposedNameKey.suppression_id)
+            .where(id_in(session, TenderContactKey.tender_id, chunk), hides())
+        )
+        hidden.update(session.scalars(sa.union(by_address, by_name)))
     return hidden
