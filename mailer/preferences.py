@@ -41,6 +41,11 @@ UNSUBSCRIBE_SOURCES = (
     ConsentSource.PREFERENCE_CENTRE,
     ConsentSource.SENDGRID_EVENT,
 )
+#: ``recorded_by`` of the events the person made through the product itself: the web pages
+#: (``web``; null before it was written) and the provider's events (``sendgrid``). Imports and
+#: operators name themselves: history imported with these sources is not a request we answered.
+RECORDED_BY_WEB = "web"
+PRODUCT_RECORDERS = (RECORDED_BY_WEB, "sendgrid")
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,17 @@ def preferences(session: Session, recipient: Recipient) -> Preferences:
     return Preferences(recipient.id, choices, stopped_all, settings.partner_names())
 
 
+def _hold(session: Session, recipient_id: int) -> None:
+    """Lock the recipient's row until the transaction ends, before reading what a change depends on.
+
+    Under READ COMMITTED two one-click POSTs at the same moment would both read "granted" and
+    both record a withdrawal; the second now waits, then reads the first one's event. SQLite's
+    write transactions (BEGIN IMMEDIATE) are serial already.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.select(Recipient.id).where(Recipient.id == recipient_id).with_for_update())
+
+
 def is_granted(session: Session, recipient_id: int, purpose: str) -> bool:
     """Whether the recipient's consent for the purpose is granted now."""
     state = consent.current(session, recipient_id).get(purpose)
@@ -104,6 +120,7 @@ def unsubscribe(session: Session, recipient_id: int, purpose: str, proof: consen
 
     A second click (mail clients retry one-click POSTs) records nothing more and is a success.
     """
+    _hold(session, recipient_id)
     if not is_granted(session, recipient_id, purpose):
         return False
     consent.withdraw(session, recipient_id, purpose, proof)
@@ -116,6 +133,7 @@ def undo_unsubscribe(session: Session, recipient_id: int, purpose: str, proof: c
     The grant carries the wording and partner list versions of the grant it restores, and a note
     naming the withdrawal it undoes.
     """
+    _hold(session, recipient_id)
     last = consent.latest_event(session, recipient_id, purpose)
     if last is None or last.action != ConsentAction.WITHDRAWN or last.source not in LINK_SOURCES:
         return False
@@ -154,6 +172,7 @@ def update(
     are never turned on here.
     """
     settings = get_settings()
+    _hold(session, recipient.id)
     now = preferences(session, recipient)
     changed: dict[str, ConsentAction] = {}
     for choice in now.purposes:
@@ -187,6 +206,7 @@ def update(
 
 def stop_everything(session: Session, recipient: Recipient, proof: consent.Proof) -> bool:
     """Withdraw every purpose and oppose all mail to the address; False when already stopped."""
+    _hold(session, recipient.id)
     for purpose in PURPOSES:
         if is_granted(session, recipient.id, purpose):
             consent.withdraw(session, recipient.id, purpose, proof)
@@ -221,6 +241,7 @@ def unsubscribe_delays(session: Session, since: dt.datetime) -> list[Unsubscribe
         .where(
             ConsentEvent.action == ConsentAction.WITHDRAWN,
             ConsentEvent.source.in_(UNSUBSCRIBE_SOURCES),
+            sa.or_(ConsentEvent.recorded_by.in_(PRODUCT_RECORDERS), ConsentEvent.recorded_by.is_(None)),
             ConsentEvent.recorded_at >= since,
         )
         .order_by(ConsentEvent.recorded_at)

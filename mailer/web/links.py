@@ -48,6 +48,7 @@ def _proof(request: Request, source: ConsentSource, at: dt.datetime) -> consent.
         at=at,
         ip=request.client.host[:45] if request.client else None,
         user_agent=agent[:MAX_USER_AGENT] if agent else None,
+        recorded_by=preferences.RECORDED_BY_WEB,
     )
 
 
