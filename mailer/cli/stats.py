@@ -20,7 +20,7 @@ UNSUBSCRIBE_DEADLINE = dt.timedelta(days=2)
 
 @mailer.group()
 def stats() -> None:
-    """Figures: how fast unsubscribes take effect."""
+    """Figures: how fast unsubscribes take effect; anonymised statistics for third parties."""
 
 
 def _seconds(delays: list[dt.timedelta]) -> list[float]:
@@ -95,3 +95,58 @@ def unsubscribes(days: int, as_json: bool) -> None:
             str(row["over_deadline"]),
         )
     console.print(table)
+
+
+class Period(click.ParamType):
+    """``2026-11`` (a month) or ``2026-10-01..2026-11-30`` (days, both included), in UTC."""
+
+    name = "period"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[dt.datetime, dt.datetime]:
+        text = str(value).strip()
+        try:
+            if ".." in text:
+                first, last = (dt.date.fromisoformat(part) for part in text.split("..", 1))
+            else:
+                first = dt.date.fromisoformat(f"{text}-01")
+                last = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+        except ValueError:
+            self.fail("expected a month (2026-11) or two dates (2026-10-01..2026-11-30)", param, ctx)
+        if last < first:
+            self.fail("the period ends before it starts", param, ctx)
+        start = dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC)
+        return start, dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+
+
+@stats.command()
+@click.option("--period", type=Period(), required=True, help="A month (2026-11) or FROM..TO dates.")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, writable=True), required=True, help="The CSV to write."
+)
+@click.option(
+    "--k",
+    type=click.IntRange(min=2, max=1000),
+    default=10,
+    show_default=True,
+    help="Fewest recipients a published cell may describe.",
+)
+def export(period: tuple[dt.datetime, dt.datetime], out: str, k: int) -> None:
+    """Write anonymised statistics to share with partners (CSV).
+
+    Sends, deliveries, bounces, complaints and unsubscribes by purpose, campaign, week and
+    department, with totals. Every cell describing fewer than K recipients is left empty, and
+    enough others with it that none can be worked back from the totals. No address, name or id.
+
+    \b
+    Example:
+      mailer stats export --period 2026-11 --out stats-2026-11.csv
+    """
+    from mailer.statistics import anonymised_table, write_csv
+
+    since, until = period
+    with session_scope(readonly=True) as session:
+        table = anonymised_table(session, since, until, k=k)
+    with open(out, "w", encoding="utf-8", newline="") as handle:
+        rows = write_csv(table, handle)
+    hidden = sum(cell.suppressed for cell in table.cells.values())
+    console.print(f"{rows} rows written to {out}; {hidden} cells suppressed (k = {k})")
