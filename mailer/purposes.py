@@ -24,14 +24,21 @@ class Purpose:
     label: str
     #: Marketing mail carries the legal footer and RFC 8058 one-click headers by law and policy.
     marketing: bool
+    #: The purpose's number inside every unsubscribe link ever mailed (shorter links): never
+    #: change or reuse one; a new purpose takes the next free number.
+    token_code: int
     #: Partner offers must be consented to for the partner list version a campaign names.
     needs_partner_list: bool = False
 
 
-TENDER_ALERTS = Purpose("tender_alerts", N_("Tender alerts"), marketing=False)
-NOUMA_OFFERS = Purpose("nouma_offers", N_("NouMa's offers"), marketing=True)
+TENDER_ALERTS = Purpose("tender_alerts", N_("Tender alerts"), marketing=False, token_code=0)
+NOUMA_OFFERS = Purpose("nouma_offers", N_("NouMa's offers"), marketing=True, token_code=1)
 PARTNER_OFFERS = Purpose(
-    "partner_offers", N_("Offers from NouMa's partners"), marketing=True, needs_partner_list=True
+    "partner_offers",
+    N_("Offers from NouMa's partners"),
+    marketing=True,
+    token_code=2,
+    needs_partner_list=True,
 )
 
 PURPOSES: dict[str, Purpose] = {p.key: p for p in (TENDER_ALERTS, NOUMA_OFFERS, PARTNER_OFFERS)}
