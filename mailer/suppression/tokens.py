@@ -1,11 +1,19 @@
-"""Signed, purpose-scoped unsubscribe tokens: no expiry, key rotation, nothing personal readable."""
+"""Signed, purpose-scoped unsubscribe tokens: no expiry, key rotation, nothing personal readable.
+
+A token is ``base64url(json) "." base64url(hmac)`` (itsdangerous). Only the one spelling we
+issue is read: canonical base64 without padding, nothing inserted, an id that fits the database;
+anything else is refused before the signature is even checked, so an altered copy of a valid
+link never works and never tells whether its recipient exists.
+"""
 
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 import hmac
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,14 +22,20 @@ from itsdangerous import BadData, URLSafeSerializer
 
 from mailer.config import get_settings
 from mailer.errors import BadToken
-from mailer.purposes import PURPOSE_KEYS
+from mailer.purposes import PURPOSES
 
 #: Salts keep an unsubscribe token from working as a preference token and the other way round.
 UNSUBSCRIBE_SALT = "nouma-mailer.unsubscribe.v1"
 PREFERENCES_SALT = "nouma-mailer.preferences.v1"
+#: Largest recipient id (the column is a signed 64-bit integer).
+MAX_RECIPIENT_ID = 2**63 - 1
+#: Longest token read: a few dozen characters are issued; a long one is garbage, not a link.
+MAX_TOKEN_LENGTH = 200
 
-#: A purpose travels as its index in PURPOSE_KEYS: shorter links, and new purposes append.
-_PURPOSE_CODES = {key: index for index, key in enumerate(PURPOSE_KEYS)}
+#: A purpose travels as its own token code (mailer/purposes.py), never its position in a list.
+_PURPOSE_CODES = {key: purpose.token_code for key, purpose in PURPOSES.items()}
+_PURPOSE_OF_CODE = {code: key for key, code in _PURPOSE_CODES.items()}
+_BASE64URL = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 @dataclass(frozen=True)
@@ -48,15 +62,42 @@ def unsubscribe_token(recipient_id: int, purpose: str) -> str:
     return str(_serializer(UNSUBSCRIBE_SALT).dumps([recipient_id, _PURPOSE_CODES[purpose]]))
 
 
+def _canonical(token: str) -> bool:
+    """Whether the token is spelt exactly as we issue it: two canonical unpadded base64url parts."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        return False
+    parts = token.split(".")
+    if len(parts) != 2:
+        return False
+    for part in parts:
+        if not _BASE64URL.match(part) or len(part) % 4 == 1:
+            return False
+        try:
+            decoded = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        except (binascii.Error, ValueError):
+            return False
+        # Unused low bits set in the last character decode the same: refuse all but one spelling
+        if base64.urlsafe_b64encode(decoded).rstrip(b"=").decode("ascii") != part:
+            return False
+    return True
+
+
+def _recipient_id(value: Any) -> int:
+    if type(value) is not int or not 0 < value <= MAX_RECIPIENT_ID:
+        raise ValueError
+    return value
+
+
 def read_unsubscribe_token(token: str) -> UnsubscribeClaim:
     """The claim a token carries; BadToken if it is forged, altered, truncated or malformed."""
     try:
-        payload = _serializer(UNSUBSCRIBE_SALT).loads(token)
-        recipient_id, code = payload
-        if not isinstance(recipient_id, int) or not isinstance(code, int):
+        if not _canonical(token):
             raise ValueError
-        return UnsubscribeClaim(recipient_id, PURPOSE_KEYS[code])
-    except (BadData, ValueError, TypeError, IndexError):
+        recipient_id, code = _serializer(UNSUBSCRIBE_SALT).loads(token)
+        if type(code) is not int:
+            raise ValueError
+        return UnsubscribeClaim(_recipient_id(recipient_id), _PURPOSE_OF_CODE[code])
+    except (BadData, ValueError, TypeError, KeyError):
         raise BadToken("this link is not valid") from None
 
 
@@ -68,27 +109,11 @@ def preferences_token(recipient_id: int) -> str:
 def read_preferences_token(token: str) -> int:
     """The recipient id a preference token carries; BadToken otherwise."""
     try:
-        recipient_id = _serializer(PREFERENCES_SALT).loads(token)
-    except BadData:
+        if not _canonical(token):
+            raise ValueError
+        return _recipient_id(_serializer(PREFERENCES_SALT).loads(token))
+    except (BadData, ValueError):
         raise BadToken("this link is not valid") from None
-    if not isinstance(recipient_id, int):
-        raise BadToken("this link is not valid")
-    return recipient_id
-
-
-def peek_recipient(token: str) -> int | None:
-    """The recipient id a token names, WITHOUT checking its signature; None if none can be read.
-
-    Only for choosing the language of the page that says a link is not valid: nothing else may
-    trust it.
-    """
-    try:
-        _, payload = _serializer(UNSUBSCRIBE_SALT).loads_unsafe(token.split(".")[0] + ".")
-    except Exception:  # any garbage: no language hint, French then
-        return None
-    if isinstance(payload, list) and payload:
-        payload = payload[0]
-    return payload if isinstance(payload, int) and not isinstance(payload, bool) else None
 
 
 def unsubscribe_url(recipient_id: int, purpose: str) -> str:
