@@ -2,16 +2,18 @@
 
 A GET never changes anything (link scanners GET every link in a mail); every change is a POST and
 becomes a consent event with the request's IP and user agent. A link whose token does not verify
-changes nothing and gets a page saying so, in the recipient's language when the token still
-names one, French otherwise.
+changes nothing and gets a page saying so, in the language the browser asks for
+(``Accept-Language``): never the language of whoever the token claims to name.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -34,6 +36,7 @@ from mailer.web.forms import (
 )
 
 log = logging.getLogger(__name__)
+Claim = tokens.UnsubscribeClaim
 
 #: Longest user agent kept with a consent event (the column's size).
 MAX_USER_AGENT = 500
@@ -58,23 +61,24 @@ def _path(request: Request, route: str, token: str) -> str:
     return request.url_for(route, token=token).path
 
 
-def _unsubscribe_claim(token: str) -> tokens.UnsubscribeClaim | None:
+def _unsubscribe_claim(token: str) -> Claim | None:
     try:
         return tokens.read_unsubscribe_token(token)
     except BadToken:
         return None
 
 
-def _preferences_claim(token: str) -> int | None:
+def _preferences_claim(token: str) -> Claim | None:
+    """A preference token as a claim on every purpose (``purpose`` is empty)."""
     try:
-        return tokens.read_preferences_token(token)
+        return tokens.UnsubscribeClaim(tokens.read_preferences_token(token), "")
     except BadToken:
         return None
 
 
-def _bad_link(token: str) -> Response:
-    with session_scope(readonly=True) as session:
-        locale = pages.locale_of(session, tokens.peek_recipient(token))
+def _bad_link(request: Request) -> Response:
+    # The request's language, never the token's recipient's: a forged token reveals nothing
+    locale = pages.request_locale(request.headers.get("accept-language"))
     return pages.render("bad_link.html", locale, {}, status=400)
 
 
@@ -113,6 +117,65 @@ def _form_allowed(request: Request, token: str, form: dict[str, list[str]] | Non
     )
 
 
+#: What a link's page shows once the recipient is known: a response, or one built after commit.
+Page = Callable[[Session, Recipient, Claim], "Response | Callable[[], Response]"]
+#: What a link's form changes, with the request's proof; then the page, as above.
+Change = Callable[[Session, Recipient, Claim, consent.Proof], "Response | Callable[[], Response]"]
+
+
+def _show(request: Request, read: Callable[[str], Claim | None], act: Page) -> Any:
+    """GET behind a link: check the token, find the recipient, show a page. Changes nothing."""
+    token = request.path_params["token"]
+    claim = read(token)
+    if claim is None:
+        return run_in_threadpool(_bad_link, request)
+
+    def show() -> Response:
+        with session_scope(readonly=True) as session:
+            recipient = preferences.active_recipient(session, claim.recipient_id)
+            if recipient is None:
+                return _gone(pages.locale_of(session, claim.recipient_id))
+            done = act(session, recipient, claim)
+        return done if isinstance(done, Response) else done()
+
+    return run_in_threadpool(show)
+
+
+async def _change(
+    request: Request,
+    read: Callable[[str], tokens.UnsubscribeClaim | None],
+    source: ConsentSource,
+    back: str,
+    act: Callable[
+        [Session, Recipient, tokens.UnsubscribeClaim, consent.Proof], Response | Callable[[], Response]
+    ],
+) -> Response:
+    """POST behind a link: token, then the form and its CSRF checks, then one change in one
+    transaction with the request's proof; the page once committed. The arrival time is the
+    moment the person asked."""
+    at = utcnow()
+    token = request.path_params["token"]
+    claim = read(token)
+    if claim is None:
+        return await run_in_threadpool(_bad_link, request)
+    form = await _form(request)
+    allowed = _form_allowed(request, token, form)
+    proof = _proof(request, source, at)
+    request.state.form = form or {}
+
+    def change() -> Response:
+        with session_scope() as session:
+            recipient = preferences.active_recipient(session, claim.recipient_id)
+            if recipient is None:
+                return _gone(pages.locale_of(session, claim.recipient_id))
+            if not allowed:
+                return _expired(recipient.locale, _path(request, back, token))
+            done = act(session, recipient, claim, proof)
+        return done if isinstance(done, Response) else done()
+
+    return await run_in_threadpool(change)
+
+
 # /u/TOKEN ------------------------------------------------------------------------------------
 
 
@@ -130,20 +193,13 @@ def _unsubscribe_context(request: Request, token: str, recipient: Recipient, pur
 async def unsubscribe_page(request: Request) -> Response:
     """GET /u/TOKEN: what the link does, and a button to confirm. Changes nothing."""
     token = request.path_params["token"]
-    claim = _unsubscribe_claim(token)
-    if claim is None:
-        return await run_in_threadpool(_bad_link, token)
 
-    def show() -> Response:
-        with session_scope(readonly=True) as session:
-            recipient = preferences.active_recipient(session, claim.recipient_id)
-            if recipient is None:
-                return _gone(pages.locale_of(session, claim.recipient_id))
-            context = _unsubscribe_context(request, token, recipient, claim.purpose)
-            context["already"] = not preferences.is_granted(session, recipient.id, claim.purpose)
-            return pages.render("unsubscribe_confirm.html", recipient.locale, context)
+    def page(session: Session, recipient: Recipient, claim: Claim) -> Response:
+        context = _unsubscribe_context(request, token, recipient, claim.purpose)
+        context["already"] = not preferences.is_granted(session, recipient.id, claim.purpose)
+        return pages.render("unsubscribe_confirm.html", recipient.locale, context)
 
-    return await run_in_threadpool(show)
+    return await _show(request, _unsubscribe_claim, page)
 
 
 async def one_click(request: Request) -> Response:
@@ -160,7 +216,7 @@ async def one_click(request: Request) -> Response:
         return PlainTextResponse("expected exactly List-Unsubscribe=One-Click", 400)
     claim = _unsubscribe_claim(token)
     if claim is None:
-        return await run_in_threadpool(_bad_link, token)
+        return await run_in_threadpool(_bad_link, request)
     proof = _proof(request, ConsentSource.ONE_CLICK, at)
 
     def withdraw() -> None:
@@ -175,55 +231,33 @@ async def one_click(request: Request) -> Response:
 
 async def unsubscribe_confirm(request: Request) -> Response:
     """POST /u/TOKEN/confirm: the button of the GET page; withdraws and offers an undo."""
-    at = utcnow()
     token = request.path_params["token"]
-    claim = _unsubscribe_claim(token)
-    if claim is None:
-        return await run_in_threadpool(_bad_link, token)
-    form = await _form(request)
-    allowed = _form_allowed(request, token, form)
-    proof = _proof(request, ConsentSource.UNSUBSCRIBE_LINK, at)
 
-    def confirm() -> Response:
-        with session_scope() as session:
-            recipient = preferences.active_recipient(session, claim.recipient_id)
-            if recipient is None:
-                return _gone(pages.locale_of(session, claim.recipient_id))
-            if not allowed:
-                return _expired(recipient.locale, _path(request, "unsubscribe_page", token))
-            preferences.unsubscribe(session, recipient.id, claim.purpose, proof)
-            context = _unsubscribe_context(request, token, recipient, claim.purpose)
-            context["can_undo"] = preferences.can_undo(session, recipient.id, claim.purpose)
-            return pages.render("unsubscribe_done.html", recipient.locale, context)
+    def confirm(session: Session, recipient: Recipient, claim: Claim, proof: consent.Proof) -> Response:
+        preferences.unsubscribe(session, recipient.id, claim.purpose, proof)
+        context = _unsubscribe_context(request, token, recipient, claim.purpose)
+        context["can_undo"] = preferences.can_undo(session, recipient.id, claim.purpose)
+        return pages.render("unsubscribe_done.html", recipient.locale, context)
 
-    return await run_in_threadpool(confirm)
+    return await _change(
+        request, _unsubscribe_claim, ConsentSource.UNSUBSCRIBE_LINK, "unsubscribe_page", confirm
+    )
 
 
 async def unsubscribe_undo(request: Request) -> Response:
     """POST /u/TOKEN/undo: re-grant what this link withdrew, recorded as an undo."""
-    at = utcnow()
     token = request.path_params["token"]
-    claim = _unsubscribe_claim(token)
-    if claim is None:
-        return await run_in_threadpool(_bad_link, token)
-    form = await _form(request)
-    allowed = _form_allowed(request, token, form)
-    proof = _proof(request, ConsentSource.UNSUBSCRIBE_LINK, at)
 
-    def undo() -> Response:
-        with session_scope() as session:
-            recipient = preferences.active_recipient(session, claim.recipient_id)
-            if recipient is None:
-                return _gone(pages.locale_of(session, claim.recipient_id))
-            if not allowed:
-                return _expired(recipient.locale, _path(request, "unsubscribe_page", token))
-            undone = preferences.undo_unsubscribe(session, recipient.id, claim.purpose, proof)
-            context = _unsubscribe_context(request, token, recipient, claim.purpose)
-            context["undone"] = undone
-            context["granted"] = preferences.is_granted(session, recipient.id, claim.purpose)
-            return pages.render("undo_done.html", recipient.locale, context)
+    def undo(session: Session, recipient: Recipient, claim: Claim, proof: consent.Proof) -> Response:
+        undone = preferences.undo_unsubscribe(session, recipient.id, claim.purpose, proof)
+        context = _unsubscribe_context(request, token, recipient, claim.purpose)
+        context["undone"] = undone
+        context["granted"] = preferences.is_granted(session, recipient.id, claim.purpose)
+        return pages.render("undo_done.html", recipient.locale, context)
 
-    return await run_in_threadpool(undo)
+    return await _change(
+        request, _unsubscribe_claim, ConsentSource.UNSUBSCRIBE_LINK, "unsubscribe_page", undo
+    )
 
 
 # /preferences/TOKEN --------------------------------------------------------------------------
@@ -262,65 +296,37 @@ def _preferences_page(
 async def preferences_page(request: Request) -> Response:
     """GET /preferences/TOKEN: every purpose with its current state. Changes nothing."""
     token = request.path_params["token"]
-    recipient_id = _preferences_claim(token)
-    if recipient_id is None:
-        return await run_in_threadpool(_bad_link, token)
 
-    def show() -> Response:
-        with session_scope(readonly=True) as session:
-            recipient = preferences.active_recipient(session, recipient_id)
-            if recipient is None:
-                return _gone(pages.locale_of(session, recipient_id))
-        return _preferences_page(request, token, recipient, None)
+    def page(session: Session, recipient: Recipient, claim: Claim) -> Callable[[], Response]:
+        return lambda: _preferences_page(request, token, recipient, None)
 
-    return await run_in_threadpool(show)
+    return await _show(request, _preferences_claim, page)
 
 
 async def preferences_save(request: Request) -> Response:
     """POST /preferences/TOKEN: switch purposes on or off; each change is a consent event."""
-    at = utcnow()
     token = request.path_params["token"]
-    recipient_id = _preferences_claim(token)
-    if recipient_id is None:
-        return await run_in_threadpool(_bad_link, token)
-    form = await _form(request)
-    allowed = _form_allowed(request, token, form)
-    proof = _proof(request, ConsentSource.PREFERENCE_CENTRE, at)
 
-    def save() -> Response:
-        with session_scope() as session:
-            recipient = preferences.active_recipient(session, recipient_id)
-            if recipient is None:
-                return _gone(pages.locale_of(session, recipient_id))
-            if not allowed or form is None:
-                return _expired(recipient.locale, _path(request, "preferences", token))
-            shown = [p for p in form.get("shown", []) if p in PURPOSE_KEYS]
-            granted = set(form.get("granted", []))
-            preferences.update(session, recipient, {p: p in granted for p in shown}, proof)
-        return _preferences_page(request, token, recipient, "saved")
+    def save(
+        session: Session, recipient: Recipient, claim: Claim, proof: consent.Proof
+    ) -> Callable[[], Response]:
+        form = request.state.form
+        shown = [p for p in form.get("shown", []) if p in PURPOSE_KEYS]
+        granted = set(form.get("granted", []))
+        preferences.update(session, recipient, {p: p in granted for p in shown}, proof)
+        return lambda: _preferences_page(request, token, recipient, "saved")
 
-    return await run_in_threadpool(save)
+    return await _change(request, _preferences_claim, ConsentSource.PREFERENCE_CENTRE, "preferences", save)
 
 
 async def preferences_stop(request: Request) -> Response:
     """POST /preferences/TOKEN/stop: no mail at all any more (an opposition, scope all)."""
-    at = utcnow()
     token = request.path_params["token"]
-    recipient_id = _preferences_claim(token)
-    if recipient_id is None:
-        return await run_in_threadpool(_bad_link, token)
-    form = await _form(request)
-    allowed = _form_allowed(request, token, form)
-    proof = _proof(request, ConsentSource.PREFERENCE_CENTRE, at)
 
-    def stop() -> Response:
-        with session_scope() as session:
-            recipient = preferences.active_recipient(session, recipient_id)
-            if recipient is None:
-                return _gone(pages.locale_of(session, recipient_id))
-            if not allowed:
-                return _expired(recipient.locale, _path(request, "preferences", token))
-            preferences.stop_everything(session, recipient, proof)
-        return _preferences_page(request, token, recipient, "stopped")
+    def stop(
+        session: Session, recipient: Recipient, claim: Claim, proof: consent.Proof
+    ) -> Callable[[], Response]:
+        preferences.stop_everything(session, recipient, proof)
+        return lambda: _preferences_page(request, token, recipient, "stopped")
 
-    return await run_in_threadpool(stop)
+    return await _change(request, _preferences_claim, ConsentSource.PREFERENCE_CENTRE, "preferences", stop)

@@ -29,6 +29,26 @@ def locale_of(session: Session, recipient_id: int | None) -> str:
     return default_locale()
 
 
+def request_locale(accept_language: str | None) -> str:
+    """The language a request asks for (``Accept-Language``) among ours, else the default."""
+    wanted = []
+    for item in (accept_language or "").split(",")[:20]:
+        tag, _, params = item.strip().partition(";")
+        weight = 1.0
+        if params.strip().startswith("q="):
+            try:
+                weight = float(params.strip()[2:])
+            except ValueError:
+                continue
+        if tag and weight > 0:
+            wanted.append((weight, tag.strip().lower()))
+    for _, tag in sorted(wanted, key=lambda pair: -pair[0]):
+        language = tag.split("-")[0]
+        if language in SUPPORTED_LOCALES:
+            return language
+    return default_locale()
+
+
 def render(name: str, locale: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
     """A page of templates/web/ rendered in a locale (compiled once per process)."""
     template = rendering.environment(locale).get_template(f"web/{name}")
