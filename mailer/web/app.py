@@ -46,7 +46,8 @@ _TOKEN_PATH = re.compile(r"^/(u|preferences)/[^/]+")
 
 
 class GuardMiddleware:
-    """Adds SECURITY_HEADERS and logs each request with its link token left out."""
+    """Adds SECURITY_HEADERS and logs each request with its link token left out; an unhandled
+    error becomes the error page, with the same headers, and one log line."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -71,13 +72,36 @@ class GuardMiddleware:
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
+        started_response = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal started_response
+            started_response = started_response or message["type"] == "http.response.start"
+            await send_with_headers(message)
+
         try:
-            await self.app(scope, receive, send_with_headers)
+            await self.app(scope, receive, send_tracked)
+        except Exception as error:
+            # One line, no traceback, no token: the details stay at DEBUG for whoever looks
+            status = 500
+            log.error("%s %s failed: %s", scope.get("method"), _safe_path(scope), type(error).__name__)
+            log.debug("the request failed", exc_info=True)
+            if not started_response:
+                page = pages.render("error.html", pages.default_locale(), {"status": 500}, status=500)
+                await page(scope, receive, send_with_headers)
         finally:
-            path = _TOKEN_PATH.sub(r"/\1/<token>", scope.get("path", ""))
             log.info(
-                "%s %s %d %.1f ms", scope.get("method"), path, status, (time.perf_counter() - started) * 1000
+                "%s %s %d %.1f ms",
+                scope.get("method"),
+                _safe_path(scope),
+                status,
+                (time.perf_counter() - started) * 1000,
             )
+
+
+def _safe_path(scope: Scope) -> str:
+    """The request's path with any link token left out."""
+    return _TOKEN_PATH.sub(r"/\1/<token>", scope.get("path", ""))
 
 
 async def healthz(request: Request) -> Response:
