@@ -32,7 +32,7 @@ def get(session: Session, address: str) -> Recipient:
     """The recipient with this address; NotFound otherwise."""
     recipient = find(session, address)
     if recipient is None:
-        raise NotFound(f"no recipient with address {address!r}")
+        raise NotFound("no recipient with that address")
     return recipient
 
 
@@ -195,7 +195,7 @@ def rectify(session: Session, old_address: str, new_address: str, *, recorded_by
     if new == recipient.address:
         raise InvalidInput("the new address is the current one")
     if find(session, new) is not None:
-        raise InvalidInput(f"another recipient already has address {new_address!r}")
+        raise InvalidInput("another recipient already has the new address")
     old_hash = recipient.address_hash
     recipient.address = new
     recipient.address_hash = address_hash(new)

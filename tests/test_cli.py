@@ -79,9 +79,9 @@ BAD = [
     (["send-test", "known@example.com", "--purpose", "spam"], "--purpose"),
     (["send-test", "known@example.com"], "--purpose"),
     (["audit", "show", "bad"], "not an e-mail address"),
-    (["recipients", "rectify", "known@example.com", "Known@Example.com"], "current one"),
-    (["recipients", "rectify", "known@example.com", "other@example.com"], "already has address"),
-    (["recipients", "erase", "nobody@example.com", "--yes"], "no recipient"),
+    (["subject", "rectify", "known@example.com", "Known@Example.com"], "current one"),
+    (["subject", "rectify", "known@example.com", "other@example.com"], "already has the new address"),
+    (["subject", "erase", "nobody@example.com", "--yes"], "nothing is held"),
     (["no-such-command"], "No such command"),
     (["db", "upgrade", "--bogus"], "--bogus"),
 ]

@@ -200,7 +200,7 @@ def test_rectify_refuses_an_address_already_taken(db):
     with session_scope() as session:
         recipients.create(session, "a@example.com")
         recipients.create(session, "b@example.com")
-    with pytest.raises(InvalidInput, match="already has address"), session_scope() as session:
+    with pytest.raises(InvalidInput, match="already has the new address"), session_scope() as session:
         recipients.rectify(session, "a@example.com", "b@example.com", recorded_by="t")
 
 

@@ -167,7 +167,7 @@ def test_erasing_a_recipient_removes_their_searches_and_location(db, reader, iso
     planned = plan()
 
     # When she asks for erasure before the digest goes out
-    assert main(["recipients", "erase", "marie@example.com", "--yes"]) == 0
+    assert main(["subject", "erase", "marie@example.com", "--yes"]) == 0
     from mailer.alerts import digests
     from mailer.delivery import deliver_batch
 

@@ -19,6 +19,7 @@ from mailer.cli import (  # noqa: F401
     recipients,
     send_test,
     stats,
+    subject,
     suppress,
 )
 from mailer.cli.base import console_err, mailer

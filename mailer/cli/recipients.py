@@ -1,4 +1,4 @@
-"""``mailer recipients``: import, rectify, erase."""
+"""``mailer recipients``: import (rectification and erasure are ``mailer subject`` commands)."""
 
 from __future__ import annotations
 
@@ -65,35 +65,3 @@ def import_(file: Path, format_: str | None, skip_invalid: bool, dry_run: bool) 
         f"{result.created} created, {result.updated} updated, {result.consent_events} consent events "
         f"recorded ({result.unchanged_consents} unchanged), {len(parsed.problems)} lines skipped"
     )
-
-
-@recipients.command()
-@click.argument("old_address")
-@click.argument("new_address")
-def rectify(old_address: str, new_address: str) -> None:
-    """Change a recipient's address (rectification); oppositions follow to the new one.
-
-    \b
-    Example:
-      mailer recipients rectify marie@old.example.com marie@example.com
-    """
-    with session_scope() as session:
-        recipient = service.rectify(session, old_address, new_address, recorded_by=operator())
-        console.print(f"recipient {recipient.id} now has address {recipient.address}")
-
-
-@recipients.command()
-@click.argument("address")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def erase(address: str, yes: bool) -> None:
-    """Erase a recipient's personal data (right to erasure); suppression entries stay.
-
-    \b
-    Example:
-      mailer recipients erase marie@example.com --yes
-    """
-    if not yes:
-        click.confirm(f"Erase {address} for good?", abort=True)
-    with session_scope() as session:
-        recipient = service.erase(session, address)
-        console.print(f"recipient {recipient.id} erased")

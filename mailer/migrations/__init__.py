@@ -17,6 +17,7 @@ MODEL_MODULES = (
     "mailer.provider_events.models",
     "mailer.alerts.models",
     "mailer.suppression.models",
+    "mailer.rights.models",
     "mailer.campaigns.models",
 )
 
