@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     import_dir: Path = DEFAULT_VAR_DIR / "import"
 
     # Campaigns (mailer/campaigns/).
+    #: Largest campaign mail (subject, text and HTML, bytes): checked at ``campaign create`` and
+    #: when a batch renders. Gmail clips what is over 102 KB; SendGrid takes 30 MB a request.
+    max_message_bytes: int = Field(default=1_000_000, ge=10_000, le=20_000_000)
     #: Recipients per campaign batch (one Dramatiq message, one gate query, one request per locale).
     campaign_batch_size: int = Field(default=1000, ge=1, le=1000)
     #: Campaign mails per second, held across every worker by the Redis rate limiter.

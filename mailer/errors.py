@@ -41,6 +41,10 @@ class TemplateProblem(MailerError):
     """Raised when a template does not compile or uses a variable it was not given."""
 
 
+class RenderBudgetExceeded(TemplateProblem):
+    """Raised when a template writes more characters, or takes longer, than its budget allows."""
+
+
 class BadToken(MailerError):
     """Raised when an unsubscribe token is forged, truncated, altered or for an unknown purpose."""
 

@@ -24,10 +24,10 @@ from typing import Any
 import jinja2
 import markupsafe
 from jinja2 import meta, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from mailer.campaigns.sandbox import CREATE_RENDER_SECONDS, render_bounded, sandbox
 from mailer.config import SUPPORTED_LOCALES, get_settings
-from mailer.errors import InvalidInput, TemplateProblem
+from mailer.errors import InvalidInput, RenderBudgetExceeded, TemplateProblem
 from mailer.outbox import substitute
 from mailer.purposes import get_purpose
 from mailer.rendering import environment, gettext
@@ -45,46 +45,10 @@ VARIABLES = frozenset(PER_RECIPIENT + SHARED)
 
 #: Longest file accepted (a campaign mail is a few kilobytes; SendGrid takes 30 MB a request).
 MAX_FILE_BYTES = 200_000
-#: Largest string or number a template may build with ``*`` or ``**`` (a runaway render is refused).
-MAX_OPERATION_SIZE = 100_000
 
 #: Sample recipients a template is tried with at ``create``: an accented name with HTML
 #: metacharacters, and none at all (the greeting then has no name).
 SAMPLE_NAMES = ("Zoé <Dupré> & Fils", None)
-
-
-class CampaignSandbox(ImmutableSandboxedEnvironment):
-    """The sandbox campaign templates run in: no globals, bounded arithmetic."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and (abs(_number(left)) > 1_000 or abs(_number(right)) > 64):
-            raise jinja2.sandbox.SecurityError("exponent too large")
-        if operator == "*":
-            sizes = [len(v) if isinstance(v, str | list | tuple) else abs(_number(v)) for v in (left, right)]
-            if sizes[0] * sizes[1] > MAX_OPERATION_SIZE:
-                raise jinja2.sandbox.SecurityError("result too large")
-        return super().call_binop(context, operator, left, right)
-
-
-def _number(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
-
-
-@functools.cache
-def sandbox(html: bool) -> CampaignSandbox:
-    """The sandbox for HTML parts (autoescaped) or text parts (subject, text body)."""
-    env = CampaignSandbox(
-        undefined=jinja2.StrictUndefined,
-        autoescape=html,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        auto_reload=False,
-    )
-    # Nothing but the fixed variables: no range(), lipsum(), dict(), cycler().
-    env.globals.clear()
-    return env
 
 
 @dataclass(frozen=True)
@@ -147,7 +111,8 @@ def check_content(
             for sample in SAMPLE_NAMES:
                 values = sample_values(locale, sample)
                 shared = shared_values(locale, purpose=purpose, partner=partner, campaign_name=campaign_name)
-                direct = _render(name, template, {**shared, **_plain(values, html=part.endswith(".html"))})
+                plain = {**shared, **_plain(values, html=part.endswith(".html"))}
+                direct = _render(name, template, plain, seconds=CREATE_RENDER_SECONDS)
                 tagged = _render(name, template, {**shared, **tags(html=part.endswith(".html"))})
                 if substitute(tagged, substitutions(values, html=part.endswith(".html"))) != direct:
                     raise TemplateProblem(
@@ -157,6 +122,17 @@ def check_content(
                     )
             if part == "subject.txt" and not " ".join(direct.split()):
                 raise TemplateProblem(f"{name}: the subject is empty")
+        _check_size(locale, render(content, purpose=purpose, partner=partner, campaign_name=campaign_name))
+
+
+def _check_size(locale: str, mail: RenderedCampaign) -> None:
+    """A mail over the configured size is refused at create, not found too large mid-send."""
+    limit = get_settings().max_message_bytes
+    size = sum(len(part.encode("utf-8")) for part in (mail.subject, mail.text, mail.html))
+    if size > limit:
+        raise TemplateProblem(
+            f"{locale}: the mail is {size:,} bytes, over the {limit:,} allowed (MAILER_MAX_MESSAGE_BYTES)"
+        )
 
 
 def _compile(name: str, source: str, *, html: bool) -> jinja2.Template:
@@ -190,9 +166,15 @@ def _compile(name: str, source: str, *, html: bool) -> jinja2.Template:
         raise TemplateProblem(f"{name}:{error.lineno}: {error.message}") from None
 
 
-def _render(name: str, template: jinja2.Template, context: dict[str, Any]) -> str:
+def _render(
+    name: str, template: jinja2.Template, context: dict[str, Any], *, seconds: float | None = None
+) -> str:
     try:
-        return template.render(context)
+        return render_bounded(
+            name, template, context, max_characters=get_settings().max_message_bytes, seconds=seconds
+        )
+    except RenderBudgetExceeded:
+        raise
     except Exception as error:
         line = _template_line(error)
         where = f"{name}:{line}" if line else name
