@@ -21,13 +21,18 @@ MAX_ADDRESS_LENGTH = 254
 
 def normalise_address(raw: str) -> str:
     """The normal form of an address: trimmed, NFC, lower case, IDNA domain. Raises InvalidAddress."""
+    # Errors never repeat the text: a near-address is personal data too (the line says where)
     text = unicodedata.normalize("NFC", (raw or "").strip())
-    if not text or len(text) > MAX_ADDRESS_LENGTH:
-        raise InvalidAddress(f"not an e-mail address: {_shown(raw)}")
+    if not text:
+        raise InvalidAddress("not an e-mail address (empty)")
+    if len(text) > MAX_ADDRESS_LENGTH:
+        raise InvalidAddress(f"not an e-mail address (longer than {MAX_ADDRESS_LENGTH} characters)")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text):
+        raise InvalidAddress("not an e-mail address (control or invalid characters)")
     try:
         valid = validate_email(text, check_deliverability=False)
     except EmailNotValidError as error:
-        raise InvalidAddress(f"not an e-mail address: {_shown(raw)} ({error})") from None
+        raise InvalidAddress(f"not an e-mail address ({error})") from None
     # Mailbox providers treat the local part case-insensitively; one form keeps one suppression.
     return f"{valid.local_part.lower()}@{valid.ascii_domain.lower()}"
 
@@ -40,8 +45,3 @@ def address_hash(normalised: str) -> str:
 def hash_of(raw: str) -> str:
     """Normalise then hash."""
     return address_hash(normalise_address(raw))
-
-
-def _shown(raw: str) -> str:
-    text = repr(raw)
-    return text if len(text) <= 80 else text[:77] + "..."

@@ -44,6 +44,17 @@ CSV_COLUMNS = frozenset(
     + tuple(f"{purpose}_{field}" for purpose in PURPOSE_KEYS for field in PROOF_FIELDS)
 )
 
+#: Longest value of each text field: the size of its column (a longer one is refused with its line).
+MAX_LENGTHS = {
+    "name": 200,
+    "external_ref": 64,
+    "time_zone": 64,
+    "ip": 45,
+    "user_agent": 500,
+    "wording_version": 64,
+    "partner_list_version": 64,
+}
+
 #: Zone of a consent time written without an offset: NouMa's users and site are in France.
 NAIVE_TIME_ZONE = ZoneInfo("Europe/Paris")
 
@@ -51,10 +62,28 @@ _TRUE = {"granted", "true", "yes", "oui", "1", "y"}
 _FALSE = {"withdrawn", "false", "no", "non", "0", "n"}
 
 
+def checked_text(value: Any, field: str) -> Any:
+    """A text field as it may be stored: no control or unpaired surrogate character, within its
+    column's length. The message names the field, never the value (it may be personal)."""
+    if not isinstance(value, str):
+        return value
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
+        raise ValueError("contains a line break, a NUL or another control or invalid character")
+    limit = MAX_LENGTHS.get(field)
+    if limit is not None and len(value) > limit:
+        raise ValueError(f"longer than {limit} characters")
+    return value
+
+
 class ConsentRecord(BaseModel):
     """One purpose's consent as a file states it."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("ip", "user_agent", "wording_version", "partner_list_version", mode="after")
+    @classmethod
+    def _text(cls, value: str | None, info: Any) -> str | None:
+        return checked_text(value, info.field_name)
 
     granted: bool
     at: dt.datetime | None = None
@@ -109,6 +138,7 @@ class RecipientRecord(BaseModel):
     @field_validator("time_zone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
+        checked_text(value, "time_zone")
         if value:
             try:
                 ZoneInfo(value)
@@ -118,12 +148,10 @@ class RecipientRecord(BaseModel):
 
     @field_validator("name", "external_ref")
     @classmethod
-    def _blank_is_none(cls, value: str | None) -> str | None:
+    def _blank_is_none(cls, value: str | None, info: Any) -> str | None:
         # A name ends up in a To: header: a line break or other control character there would
         # break the message (or forge a header).
-        if value and any(unicodedata.category(c) == "Cc" for c in value):
-            raise ValueError("contains a line break or another control character")
-        return value or None
+        return checked_text(value, info.field_name) or None
 
 
 @dataclass(frozen=True)

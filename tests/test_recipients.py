@@ -243,3 +243,41 @@ def test_importing_a_file_again_after_a_withdrawal_never_grants_again(db, tmp_pa
     assert table_counts() == before
     with session_scope(readonly=True) as session:
         assert gate.check(session, "nouma_offers", [rid]) == {rid: "no_consent"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("name", "Zoé " * 51, "name: longer than 200 characters"),
+        ("external_ref", "x" * 65, "external_ref: longer than 64 characters"),
+        ("name", "Zoé\x00Quintal", "name: contains a line break, a NUL"),
+        ("name", "Zoé \ud800 Quintal", "name: Input should be a valid string"),
+        ("address", "zoe\x00@example.com", "address: not an e-mail address (control"),
+        ("user_agent", "U" * 501, "user_agent: longer than 500 characters"),
+        ("at", "9999-12-31T00:00:00+00:00", "at: is in the future"),
+        ("ip", "198.51.100.7\n", "ip: contains a line break"),
+    ],
+)
+def test_a_value_the_database_cannot_hold_is_refused_with_its_line(db, tmp_path, capsys, field, value, says):
+    from mailer.cli import main
+    from tests.factories import table_counts
+
+    # Given a file whose second line holds a value too long, or a NUL, or an unpaired surrogate
+    good = {"address": "ok@example.com", "name": "Ok"}
+    bad: dict = {"address": "zoe@example.com", "name": "Zoé"}
+    if field in ("user_agent", "at", "ip"):
+        bad["consents"] = {"tender_alerts": {"granted": True, field: value}}
+    else:
+        bad[field] = value
+    path = tmp_path / "people.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n", encoding="utf-8")
+    before = table_counts()
+
+    # When it is imported
+    code = main(["recipients", "import", str(path)])
+
+    # Then one line names the line and the field, without the value, and nothing was written
+    err = capsys.readouterr().err
+    assert code == 1 and ":2: " in err and says in err and "Traceback" not in err
+    assert "Quintal" not in err and "UUUU" not in err and "xxxx" not in err
+    assert table_counts() == before
