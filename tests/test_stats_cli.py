@@ -45,6 +45,7 @@ def test_stats_unsubscribes_measures_request_to_effect(db, capsys):
 
 def test_stats_refuses_a_bad_window(sqlite_db, capsys):
     assert main(["stats", "unsubscribes", "--days", "0"]) == 2
+    assert main(["stats", "unsubscribes", "--days", "99999999999"]) == 2
     assert "Traceback" not in capsys.readouterr().err
 
 

@@ -18,6 +18,8 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else _PIPE_
 console_err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 PURPOSE = click.Choice(PURPOSE_KEYS)
+#: A record id as the database holds it (a signed 64-bit integer); a larger one is a typo.
+RECORD_ID = click.IntRange(1, 2**63 - 1)
 CONSENT_SOURCE = click.Choice([s.value for s in ConsentSource])
 SUPPRESSION_REASON = click.Choice([r.value for r in SuppressionReason])
 

@@ -42,7 +42,9 @@ def _shown(seconds: float) -> str:
 
 
 @stats.command()
-@click.option("--days", type=click.IntRange(min=1), default=30, show_default=True, help="Look this far back.")
+@click.option(
+    "--days", type=click.IntRange(1, 36_500), default=30, show_default=True, help="Look this far back."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def unsubscribes(days: int, as_json: bool) -> None:
     """Time from an unsubscribe request to its effect, by how it came (deadline: 2 days).
