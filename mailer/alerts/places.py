@@ -1,6 +1,9 @@
 """French departments and regions, and how NUTS 2016 codes and postal codes map to them.
 
-Read from the shipped reference file (INSEE COG joined with NUTS 2016, see data/README.md).
+Read from the shipped reference file (INSEE COG joined with NUTS 2016, see data/README.md): the
+101 departments, and the overseas collectivities (975, 977, 978, 984, 986, 987, 988), which
+belong to no region and have no NUTS code. Corsica's departments are 2A and 2B; notices still
+write its former code 20, which names both (``department_codes``) unless a postal code decides.
 """
 
 from __future__ import annotations
@@ -12,14 +15,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEPARTMENTS_FILE = Path(__file__).parent / "data" / "departements_fr.csv"
+#: Corsica's code before 1976, still written by notices: it names both of today's departments.
+LEGACY_CORSICA = "20"
+CORSICA = ("2A", "2B")
+#: Overseas collectivities whose postal codes are Guadeloupe's (971xx).
+POSTAL_CODE_COLLECTIVITIES = {"97133": "977", "97150": "978"}
+#: Postal code prefixes of the overseas departments and collectivities (La Poste's list: 977xx
+#: and 978xx are CEDEX codes of La Réunion, not Saint-Barthélemy or Saint-Martin).
+OVERSEAS_POSTAL_PREFIXES = frozenset({"971", "972", "973", "974", "975", "976", "986", "987", "988"})
 
 
 @dataclass(frozen=True)
 class Department:
-    """One French department and its region."""
+    """One French department (or overseas collectivity) and its region."""
 
     code: str
     name: str
+    #: Empty for the overseas collectivities, which belong to no region.
     region_code: str
     region_name: str
     nuts3: str
@@ -39,8 +51,10 @@ class Places:
         code = "".join(ch for ch in (postal_code or "") if ch.isdigit())
         if len(code) != 5:
             return None
-        if code.startswith("97"):
-            return code[:3] if code[:3] in self.departments else None
+        if code in POSTAL_CODE_COLLECTIVITIES:
+            return POSTAL_CODE_COLLECTIVITIES[code]
+        if code.startswith(("97", "98")):
+            return code[:3] if code[:3] in OVERSEAS_POSTAL_PREFIXES else None
         if code.startswith("20"):
             # Corsica shares the 20 prefix: 200xx-201xx are Corse-du-Sud, 202xx-206xx Haute-Corse.
             return "2A" if code[2] in "01" else "2B"
@@ -66,8 +80,21 @@ class Places:
                     regions.append(department.region_code)
         return _unique(departments), _unique(regions)
 
+    def department_codes(self, raw: str, postal_code: str | None = None) -> list[str]:
+        """The departments a notice's code names: ``1`` -> ``01``; the legacy ``20`` -> the Corsican
+        department of the postal code, or both; an unknown code -> none."""
+        code = normalise_department(raw)
+        if code == LEGACY_CORSICA:
+            found = self.department_of_postal_code(postal_code)
+            return [found] if found in CORSICA else list(CORSICA)
+        return [code] if code in self.departments else []
+
     def regions_of(self, departments: Iterable[str]) -> list[str]:
-        return _unique(self.departments[d].region_code for d in departments if d in self.departments)
+        return _unique(
+            self.departments[d].region_code
+            for d in departments
+            if d in self.departments and self.departments[d].region_code
+        )
 
     def department_label(self, code: str) -> str:
         department = self.departments.get(code)
@@ -103,6 +130,6 @@ def places() -> Places:
             )
     return Places(
         departments=departments,
-        regions={d.region_code: d.region_name for d in departments.values()},
-        by_nuts3={d.nuts3: d.code for d in departments.values()},
+        regions={d.region_code: d.region_name for d in departments.values() if d.region_code},
+        by_nuts3={d.nuts3: d.code for d in departments.values() if d.nuts3},
     )
