@@ -9,7 +9,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
+from mailer.alerts.notice_kinds import NoticeKind
 from mailer.db import Base, BigId, JSONDoc, UTCDateTime, enum_column, utcnow
+
+#: Rows stored before a list column existed hold an empty list.
+EMPTY_LIST = sa.text("'[]'")
 
 
 class Frequency(enum.StrEnum):
@@ -50,10 +54,33 @@ class Tender(Base):
     value_cents: Mapped[int | None] = mapped_column(sa.BigInteger)
     value_currency: Mapped[str | None] = mapped_column(sa.String(3))
     url: Mapped[str | None] = mapped_column(sa.String(1000))
+    #: What the notice is (``mailer/alerts/notice_kinds.py`` says which kinds are announced):
+    #: ``competition``, ``planning``, ``change``, ``cancellation``.
+    notice_kind: Mapped[NoticeKind] = mapped_column(
+        enum_column(NoticeKind, "notice_kind", length=16), server_default=NoticeKind.COMPETITION.value
+    )
+    #: The publisher's notice type: eForms ``cn-standard``, TED ``ted:3``, BOAMP ``boamp:APPEL_OFFRE``.
+    notice_type: Mapped[str | None] = mapped_column(sa.String(40))
+    #: eForms: the notice (BT-701) and its version (BT-757), its procedure (BT-04), and for a
+    #: change notice the notice it changes, as eForms writes it (BT-758, ``<notice id>-<version>``).
+    notice_id: Mapped[str | None] = mapped_column(sa.String(64))
+    notice_version: Mapped[str | None] = mapped_column(sa.String(8))
+    procedure_id: Mapped[str | None] = mapped_column(sa.String(64))
+    changes_notice_id: Mapped[str | None] = mapped_column(sa.String(80))
+    #: ``[{"id": "LOT-0001", "title": ..., "cpv": [...]}, ...]``
+    lots: Mapped[list[Any]] = mapped_column(JSONDoc, default=list, server_default=EMPTY_LIST)
+    #: The publisher's keywords (BOAMP's descriptors).
+    descriptors: Mapped[list[str]] = mapped_column(JSONDoc, default=list, server_default=EMPTY_LIST)
+    #: A text still holds U+FFFD after repair: a character was lost before the notice reached us.
+    text_damaged: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    __table_args__ = (sa.Index("ix_tenders_received_at", "received_at"),)
+    __table_args__ = (
+        sa.Index("ix_tenders_received_at", "received_at"),
+        sa.Index("ix_tenders_notice_id", "notice_id"),
+        sa.Index("ix_tenders_procedure_id", "procedure_id"),
+    )
 
 
 class SavedSearch(Base):
