@@ -63,7 +63,7 @@ def use_embedded_default() -> None:
 def run() -> list[DemoRow]:
     """Create the database, import recipients, record an opposition, send, and report."""
     from mailer import actors, migrations, recipients
-    from mailer.alerts import digests, searches, tenders
+    from mailer.alerts import digests, formats, searches, tenders
     from mailer.batch import split
     from mailer.broker import embedded_worker
     from mailer.config import get_settings
@@ -89,7 +89,7 @@ def run() -> list[DemoRow]:
         )
         ids = list(session.scalars(sa.select(Recipient.id).order_by(Recipient.id)))
         today = digests.today_in_paris()
-        tenders.import_tenders(session, redated(tenders.read_tender_file(DEMO_TENDERS).records, today))
+        tenders.import_tenders(session, redated(formats.read_tender_file(DEMO_TENDERS).records, today))
         searches.import_searches(session, searches.read_search_file(DEMO_SEARCHES).records)
         contacts.add_name(session, OPPOSED_CONTACT_NAME, source="support_request", created_by="demo")
         entries.add(

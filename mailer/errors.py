@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class MailerError(Exception):
     """Base of every error the mailer raises on purpose; its message is shown to the user as is."""
@@ -30,11 +32,13 @@ class NotFound(MailerError):
 class ImportFailed(MailerError):
     """Raised when an import file has bad lines; nothing was imported. Holds every problem found."""
 
-    def __init__(self, problems: list[tuple[int, str]]) -> None:
+    def __init__(self, problems: Sequence[tuple[int | str, str]]) -> None:
         self.problems = problems
-        first_line, first_message = problems[0]
+        where, first_message = problems[0]
+        # A line (or record) number, or a file inside a folder or an archive.
+        first = f"line {where}" if isinstance(where, int) else where or "the file"
         more = f" (and {len(problems) - 1} more bad lines)" if len(problems) > 1 else ""
-        super().__init__(f"line {first_line}: {first_message}{more}; nothing was imported")
+        super().__init__(f"{first}: {first_message}{more}; nothing was imported")
 
 
 class TemplateProblem(MailerError):

@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from mailer.alerts.formats.ted import from_ted
 from mailer.alerts.matching import (
     MAX_TENDERS_PER_SECTION,
     Criteria,
@@ -19,7 +20,7 @@ from mailer.alerts.matching import (
     tender_text,
 )
 from mailer.alerts.searches import cpv_prefix
-from mailer.alerts.tenders import TenderRecord, from_ted
+from mailer.alerts.tenders import TenderRecord
 from mailer.alerts.text import parse_query, words
 from mailer.errors import InvalidInput
 from tests.conftest import shared_data

@@ -2,7 +2,7 @@
 
 Tenders name their buyers' contact people and saved searches name recipients: personal data that
 must not travel in Dramatiq message bodies. So the site writes a JSON Lines file (the formats of
-``tenders.py`` and ``searches.py``) into ``MAILER_IMPORT_DIR`` and sends the file's name only.
+``formats/nouma.py`` and ``searches.py``) into ``MAILER_IMPORT_DIR`` and sends the file's name only.
 A file imported is renamed ``<name>.done``; a file with a bad line imports nothing and stays.
 """
 
@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mailer.alerts.formats import read_tender_file
 from mailer.alerts.searches import SearchImportResult, import_searches, read_search_file
-from mailer.alerts.tenders import TenderImportResult, import_tenders, read_tender_file
+from mailer.alerts.tenders import TenderImportResult, import_tenders
 from mailer.config import get_settings
 from mailer.db import session_scope
 from mailer.errors import ImportFailed, InvalidInput

@@ -1,56 +1,36 @@
-"""Tenders in: the JSON Lines format, readers for TED and BOAMP exports, and the importer.
+"""Tenders in: the record every format becomes, and the importer that stores it.
 
-The mailer's own format, one tender a line (only ``reference`` and ``title`` are required)::
+The record's fields are the mailer's own format (``formats/nouma.py`` describes each); the
+readers of the other formats (``formats/``) build the same fields. Text is repaired and checked
+as ``notice_text.py`` says, CPV codes as ``cpv.py`` says, places as ``places.py`` says.
 
-    {"reference": "nouma:2026-118342",
-     "title": "Travaux de voirie et réseaux divers",
-     "description": "Réfection de la chaussée de la RD 1075 ...",
-     "buyer": {"name": "Département de l'Isère", "town": "Grenoble"},
-     "contact": {"name": "Marie Houssay", "email": "marchés@example.invalid", "phone": "+33 4 76 00 00 00"},
-     "cpv": ["45233140", "45233141-9"],
-     "departments": ["38"], "regions": ["84"],
-     "nuts": ["FRK24"], "postal_code": "38000",
-     "location": {"lat": 45.19, "lon": 5.72},
-     "published_on": "2026-11-25",
-     "deadline": "2026-12-15T12:00",
-     "value": {"amount": "1250000", "currency": "EUR"},
-     "url": "https://www.nouma.fr/ao/118342"}
-
-- ``cpv``: 8-digit CPV 2008 codes; a check digit (``-9``) is dropped. The first is the main one.
-- ``departments`` (INSEE codes) and ``regions`` (INSEE region codes) name where the work is; when
-  ``departments`` is absent they are derived from ``nuts`` (NUTS 2016: level 3 is a department,
-  levels 1 and 2 name regions; ``FR`` alone names no place), then from ``postal_code``. Regions
-  always include those of the departments.
-- ``deadline``: a date, or a date and time; without an offset it is read in Europe/Paris.
-- ``value``: a number (euros) or ``{"amount", "currency"}``; the estimated total value.
-- ``contact``: the buyer's contact person (personal data). Never shown once they opposed
-  (``mailer/suppression/contacts.py``).
-
-Re-importing a reference updates that tender and never duplicates it; a tender keeps its id, so
-an updated tender is not announced again. ``--format ted`` reads the normalised TED notices
-(``doc_id`` per line); ``--format boamp`` a BOAMP API v2.1 ``records`` response.
+Re-importing a reference updates that tender and never duplicates it (nor does the published
+version of an eForms notice imported before publication: same ``notice_id``; an earlier version
+never overwrites a later one); a tender keeps its id, so an updated tender is not announced
+again as new.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
-from pathlib import Path
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.orm import Session
 
 from mailer.addresses import normalise_address
+from mailer.alerts.cpv import cpv_code
 from mailer.alerts.models import Tender
-from mailer.alerts.places import normalise_department, places
+from mailer.alerts.notice_kinds import NoticeKind
+from mailer.alerts.notice_text import control_character_in, is_damaged, paragraphs, repaired, single_line
+from mailer.alerts.places import LEGACY_CORSICA, normalise_department, places
 from mailer.db import in_chunks, utcnow
-from mailer.errors import InvalidAddress, InvalidInput
+from mailer.errors import ImportFailed, InvalidAddress
 from mailer.suppression.contacts import contact_keys
 from mailer.suppression.models import TenderContactKey
 
@@ -62,7 +42,18 @@ IMPORT_CHUNK = 500
 #: new ids in increasing order, so a digest run that sees tender N sees every tender below N:
 #: a search's high-water mark can never step over a tender committed late.
 TENDER_IMPORT_LOCK = 7_311_042
-FORMATS = ("nouma", "ted", "boamp")
+
+#: Where a record was read: a line (or record) number, or a file inside a folder or an archive.
+Where = int | str
+
+
+def _line(value: str | None) -> str | None:
+    """A single-line text field, repaired."""
+    return single_line(repaired(value)).strip() or None if value else None
+
+
+def _cpv_list(values: list[str]) -> list[str]:
+    return list(dict.fromkeys(cpv_code(raw) for raw in values))
 
 
 class Buyer(BaseModel):
@@ -70,6 +61,8 @@ class Buyer(BaseModel):
 
     name: str | None = Field(default=None, max_length=1000)
     town: str | None = Field(default=None, max_length=120)
+
+    _single_line = field_validator("name", "town")(_line)
 
 
 class Contact(BaseModel):
@@ -79,6 +72,8 @@ class Contact(BaseModel):
     email: str | None = None
     phone: str | None = Field(default=None, max_length=40)
 
+    _single_line = field_validator("name", "phone")(_line)
+
     @field_validator("email")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
@@ -86,8 +81,9 @@ class Contact(BaseModel):
             return None
         try:
             return normalise_address(value)
-        except InvalidAddress as error:
-            raise ValueError(str(error)) from None
+        except InvalidAddress:
+            # Not the address itself: a contact's address is personal data.
+            raise ValueError("not an e-mail address") from None
 
 
 class Location(BaseModel):
@@ -101,7 +97,28 @@ class Money(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     amount: Decimal = Field(ge=0, lt=Decimal("1e14"))
-    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    currency: str = "EUR"
+
+    @field_validator("currency")
+    @classmethod
+    def _euros(cls, value: str) -> str:
+        # Searches bound values in euros: another currency would be compared as if it were euros.
+        if value != "EUR":
+            raise ValueError(f"{value!r}: only euros are accepted (value bounds are in euros)")
+        return value
+
+
+class Lot(BaseModel):
+    """One lot of a notice (eForms ``LOT-0001``, or a part of a prior information notice)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    id: str = Field(min_length=1, max_length=200)
+    title: str | None = Field(default=None, max_length=1000)
+    cpv: list[str] = Field(default_factory=list)
+
+    _single_line = field_validator("id", "title")(_line)
+    _codes = field_validator("cpv")(_cpv_list)
 
 
 class TenderRecord(BaseModel):
@@ -118,23 +135,48 @@ class TenderRecord(BaseModel):
     departments: list[str] | None = None
     regions: list[str] = Field(default_factory=list)
     nuts: list[str] = Field(default_factory=list)
-    postal_code: str | None = None
+    postal_code: str | None = Field(default=None, max_length=16)
     location: Location | None = None
     published_on: dt.date | None = None
     deadline: dt.date | dt.datetime | None = None
     value: Money | None = None
     url: str | None = Field(default=None, max_length=1000)
+    notice_kind: NoticeKind = NoticeKind.COMPETITION
+    notice_type: str | None = Field(default=None, max_length=40)
+    notice_id: str | None = Field(default=None, max_length=64)
+    notice_version: str | None = Field(default=None, max_length=8)
+    procedure_id: str | None = Field(default=None, max_length=64)
+    changes_notice_id: str | None = Field(default=None, max_length=80)
+    lots: list[Lot] = Field(default_factory=list)
+    descriptors: list[str] = Field(default_factory=list)
 
-    @field_validator("cpv")
+    @model_validator(mode="before")
     @classmethod
-    def _cpv(cls, values: list[str]) -> list[str]:
-        codes = []
-        for raw in values:
-            code = str(raw).strip().split("-")[0]
-            if len(code) != 8 or not code.isdigit():
-                raise ValueError(f"{raw!r} is not a CPV code (8 digits)")
-            codes.append(code)
-        return list(dict.fromkeys(codes))
+    def _no_control_characters(cls, data: Any) -> Any:
+        if refused := control_character_in(data):
+            raise ValueError(refused)
+        return data
+
+    @field_validator("reference")
+    @classmethod
+    def _reference(cls, value: str) -> str:
+        if any(ch in value for ch in "\n\r\t"):
+            raise ValueError("must be on one line")
+        return value
+
+    _single_line = field_validator("title")(_line)
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, value: str | None) -> str | None:
+        return paragraphs(repaired(value)) or None if value else None
+
+    @field_validator("descriptors")
+    @classmethod
+    def _descriptors(cls, values: list[str]) -> list[str]:
+        return list(dict.fromkeys(text for v in values if (text := _line(v))))
+
+    _codes = field_validator("cpv")(_cpv_list)
 
     @field_validator("departments")
     @classmethod
@@ -143,7 +185,7 @@ class TenderRecord(BaseModel):
             return None
         codes = [normalise_department(v) for v in values]
         for code in codes:
-            if code not in places().departments:
+            if code not in places().departments and code != LEGACY_CORSICA:
                 raise ValueError(f"{code!r} is not a French department code")
         return list(dict.fromkeys(codes))
 
@@ -173,8 +215,8 @@ class TenderRecord(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
+        if value and (not value.startswith(("http://", "https://")) or any(ch.isspace() for ch in value)):
+            raise ValueError("must be a web address (http:// or https://, no spaces)")
         return value or None
 
     @model_validator(mode="after")
@@ -186,8 +228,23 @@ class TenderRecord(BaseModel):
                 departments = [found]
             self.departments = departments
             self.regions = list(dict.fromkeys([*self.regions, *regions]))
+        self.departments = list(
+            dict.fromkeys(
+                d for code in self.departments for d in reference.department_codes(code, self.postal_code)
+            )
+        )
         self.regions = list(dict.fromkeys([*self.regions, *reference.regions_of(self.departments)]))
         return self
+
+    @property
+    def text_damaged(self) -> bool:
+        """Whether a text still holds a character lost before the notice reached us."""
+        texts = [self.title, self.description, *self.descriptors, *(lot.title for lot in self.lots)]
+        if self.buyer:
+            texts += [self.buyer.name, self.buyer.town]
+        if self.contact:
+            texts.append(self.contact.name)
+        return any(is_damaged(text) for text in texts)
 
     def deadline_parts(self) -> tuple[dt.date | None, dt.time | None]:
         """The deadline as a Paris date and time of day (the time may be unknown)."""
@@ -226,191 +283,24 @@ class TenderRecord(BaseModel):
             "value_cents": int(self.value.amount * 100) if self.value else None,
             "value_currency": self.value.currency if self.value else None,
             "url": self.url,
+            "notice_kind": self.notice_kind.value,
+            "notice_type": self.notice_type,
+            "notice_id": self.notice_id,
+            "notice_version": self.notice_version,
+            "procedure_id": self.procedure_id,
+            "changes_notice_id": self.changes_notice_id,
+            "lots": [lot.model_dump() for lot in self.lots],
+            "descriptors": self.descriptors,
+            "text_damaged": self.text_damaged,
         }
 
 
 @dataclass(frozen=True)
 class NumberedTender:
-    line: int
+    """A record and where its file has it."""
+
+    where: Where
     record: TenderRecord
-
-
-@dataclass
-class ParsedTenders:
-    """Every good record of a file, and every problem as (line, message)."""
-
-    records: list[NumberedTender]
-    problems: list[tuple[int, str]]
-
-
-def read_tender_file(path: Path, *, format: str | None = None) -> ParsedTenders:
-    """Read and check a whole file (nothing is written); ``format`` defaults to what the file holds."""
-    if not path.exists():
-        raise InvalidInput(f"{path}: no such file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InvalidInput(f"{path}: not UTF-8 text") from None
-    kind = format or _sniff(text)
-    if kind not in FORMATS:
-        raise InvalidInput(f"{path}: unknown format {kind!r}; expected one of {', '.join(FORMATS)}")
-    rows = _boamp_rows(text) if kind == "boamp" else _jsonl_rows(text)
-    convert = from_ted if kind == "ted" else from_boamp if kind == "boamp" else _as_is
-    return parse_rows(rows, convert)
-
-
-def parse_rows(
-    rows: Iterator[tuple[int, dict[str, Any] | str]], convert: Callable[[dict[str, Any]], dict[str, Any]]
-) -> ParsedTenders:
-    """Check numbered rows; each problem names its line (or record number)."""
-    parsed = ParsedTenders(records=[], problems=[])
-    seen: dict[str, int] = {}
-    for line, row in rows:
-        if isinstance(row, str):
-            parsed.problems.append((line, row))
-            continue
-        try:
-            record = TenderRecord.model_validate(convert(row))
-        except ValidationError as error:
-            parsed.problems.append((line, _first_error(error)))
-            continue
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
-            parsed.problems.append((line, f"unexpected shape: {error!r}"))
-            continue
-        if record.reference in seen:
-            parsed.problems.append((line, f"reference already given on line {seen[record.reference]}"))
-            continue
-        seen[record.reference] = line
-        parsed.records.append(NumberedTender(line, record))
-    return parsed
-
-
-def _as_is(row: dict[str, Any]) -> dict[str, Any]:
-    return row
-
-
-def _sniff(text: str) -> str:
-    start = text.lstrip()[:4000]
-    if start.startswith("{") and '"results"' in start and '"idweb"' in start:
-        return "boamp"
-    first = start.split("\n", 1)[0]
-    return "ted" if '"doc_id"' in first and '"no_doc_ojs"' in first else "nouma"
-
-
-def _first_error(error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        message = "unknown field"
-    return f"{where}: {message}" if where else message
-
-
-def _jsonl_rows(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as error:
-            yield number, f"not valid JSON ({error.msg} at column {error.colno})"
-            continue
-        yield number, value if isinstance(value, dict) else "expected a JSON object"
-
-
-def _boamp_rows(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as error:
-        yield error.lineno, f"not valid JSON ({error.msg} at column {error.colno})"
-        return
-    results = document.get("results") if isinstance(document, dict) else None
-    if not isinstance(results, list):
-        yield 1, "expected a BOAMP API response with a results list"
-        return
-    for number, record in enumerate(results, start=1):
-        yield number, record if isinstance(record, dict) else "expected a JSON object"
-
-
-def _amount(value: Any) -> dict[str, Any] | None:
-    if not isinstance(value, dict) or value.get("amount") in (None, ""):
-        return None
-    try:
-        Decimal(str(value["amount"]))
-    except InvalidOperation:
-        return None
-    return {"amount": str(value["amount"]), "currency": value.get("currency") or "EUR"}
-
-
-def from_ted(notice: dict[str, Any]) -> dict[str, Any]:
-    """A normalised TED notice (``doc_id`` ...) in the mailer's format.
-
-    Where the work is: the place-of-performance NUTS codes (notice and lots) first, then the
-    buyer's NUTS code, then the buyer's postal code. TED's contact e-mails are free text: one
-    that does not parse is left out rather than refusing the notice.
-    """
-    buyer = notice.get("buyer") or {}
-    reference = places()
-    performance = list(notice.get("performance_nuts") or [])
-    for lot in notice.get("lots") or []:
-        performance.extend(lot.get("nuts") or [])
-    departments, regions = reference.from_nuts(performance)
-    if not departments:
-        buyer_departments, buyer_regions = reference.from_nuts(buyer.get("nuts") or [])
-        departments = buyer_departments
-        regions = regions or buyer_regions
-    if not departments and (found := reference.department_of_postal_code(buyer.get("postal_code"))):
-        departments = [found]
-    cpv = [notice.get("cpv_main") or ""] + [c.get("code") or "" for c in notice.get("original_cpv") or []]
-    for lot in notice.get("lots") or []:
-        cpv.extend(lot.get("cpv_additional") or [])
-    email = buyer.get("e_mail")
-    try:
-        email = normalise_address(email) if email else None
-    except InvalidAddress:
-        email = None
-    deadline = notice.get("deadline_date")
-    if deadline and notice.get("deadline_time"):
-        deadline = f"{deadline}T{notice['deadline_time']}"
-    published = str(notice.get("date_pub") or "")
-    contact = {"name": buyer.get("contact_point"), "email": email, "phone": buyer.get("phone")}
-    return {
-        "reference": f"ted:{notice['doc_id']}",
-        "title": notice.get("title") or notice.get("title_ml_fr") or f"TED {notice['doc_id']}",
-        "description": notice.get("short_descr"),
-        "buyer": {"name": buyer.get("officialname"), "town": buyer.get("town")} if buyer else None,
-        "contact": contact if any(contact.values()) else None,
-        "cpv": [c for c in dict.fromkeys(cpv) if c],
-        "departments": departments,
-        "regions": regions,
-        "published_on": f"{published[:4]}-{published[4:6]}-{published[6:8]}" if len(published) == 8 else None,
-        "deadline": deadline,
-        "value": _amount(notice.get("value_estimated_total")) or _amount(notice.get("value_total")),
-        "url": _web_address(notice.get("url_document")) or notice.get("ted_html_fr"),
-    }
-
-
-def _web_address(value: str | None) -> str | None:
-    # Buyers type their addresses by hand ("www.example.fr"): the link needs a scheme.
-    if not value:
-        return None
-    return value if value.startswith(("http://", "https://")) else f"http://{value.strip()}"
-
-
-def from_boamp(record: dict[str, Any]) -> dict[str, Any]:
-    """A BOAMP API v2.1 record in the mailer's format (BOAMP descriptors are not CPV codes)."""
-    deadline = record.get("datelimitereponse")
-    return {
-        "reference": f"boamp:{record['idweb']}",
-        "title": record.get("objet") or f"BOAMP {record['idweb']}",
-        "buyer": {"name": (record.get("nomacheteur") or "").rstrip(". ") or None},
-        "departments": [d for d in record.get("code_departement") or [] if d],
-        "published_on": record.get("dateparution"),
-        "deadline": deadline[:10]
-        if isinstance(deadline, str) and deadline[10:19] == "T00:00:00"
-        else deadline,
-        "url": record.get("url_avis"),
-    }
 
 
 @dataclass
@@ -428,16 +318,19 @@ def import_tenders(
     *,
     progress: Callable[[int], None] | None = None,
 ) -> TenderImportResult:
-    """Upsert tenders by reference, in the caller's transaction; their contact keys follow."""
+    """Upsert tenders by reference (or eForms notice id), in the caller's transaction.
+
+    Their contact keys follow. A change notice of a stored notice of another procedure is
+    refused (``ImportFailed``) before anything is written.
+    """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(sa.select(sa.func.pg_advisory_xact_lock(TENDER_IMPORT_LOCK)))
+    numbered = [r if isinstance(r, NumberedTender) else NumberedTender(r.reference, r) for r in records]
+    _check_changes(session, numbered)
     result = TenderImportResult()
-    plain = [r.record if isinstance(r, NumberedTender) else r for r in records]
-    for chunk in in_chunks(plain, IMPORT_CHUNK):
+    for chunk in in_chunks([n.record for n in numbered], IMPORT_CHUNK):
         rows = {r.reference: r.row() for r in chunk}
-        existing = {
-            t.reference: t for t in session.scalars(sa.select(Tender).where(Tender.reference.in_(list(rows))))
-        }
+        existing = _existing(session, chunk)
         new = [row for reference, row in rows.items() if reference not in existing]
         ids: dict[str, int] = {}
         if new:
@@ -450,7 +343,9 @@ def import_tenders(
         changed: list[int] = []
         for reference, tender in existing.items():
             row = rows[reference]
-            if all(getattr(tender, name) == value for name, value in row.items()):
+            if _older(row["notice_version"], tender.notice_version) or all(
+                getattr(tender, name) == value for name, value in row.items()
+            ):
                 result.unchanged += 1
                 continue
             for name, value in row.items():
@@ -472,3 +367,50 @@ def import_tenders(
         if progress is not None:
             progress(len(chunk))
     return result
+
+
+def _older(version: str | None, stored: str | None) -> bool:
+    """Whether a record is an earlier version of the eForms notice already stored."""
+    return bool(version and stored and version < stored)
+
+
+def _existing(session: Session, chunk: Sequence[TenderRecord]) -> dict[str, Tender]:
+    """Stored tenders of these records, by the record's reference: same reference, or same
+    eForms notice (its published version has a TED reference, its draft had the notice id)."""
+    references = [r.reference for r in chunk]
+    found = {
+        t.reference: t for t in session.scalars(sa.select(Tender).where(Tender.reference.in_(references)))
+    }
+    by_notice = {r.notice_id: r.reference for r in chunk if r.notice_id and r.reference not in found}
+    if by_notice:
+        for tender in session.scalars(sa.select(Tender).where(Tender.notice_id.in_(list(by_notice)))):
+            assert tender.notice_id is not None
+            found.setdefault(by_notice[tender.notice_id], tender)
+    return found
+
+
+def changed_notice(changes_notice_id: str | None) -> str | None:
+    """The notice id a change notice names (BT-758 ``<notice id>-<version>``), if it names one so."""
+    notice_id, _, version = (changes_notice_id or "").rpartition("-")
+    return notice_id if len(version) == 2 and version.isdigit() and len(notice_id) == 36 else None
+
+
+def _check_changes(session: Session, numbered: Sequence[NumberedTender]) -> None:
+    changes = {notice_id: n for n in numbered if (notice_id := changed_notice(n.record.changes_notice_id))}
+    if not changes:
+        return
+    stored = session.execute(
+        sa.select(Tender.notice_id, Tender.procedure_id).where(Tender.notice_id.in_(list(changes)))
+    )
+    problems: list[tuple[Where, str]] = [
+        (changes[notice_id].where, changed_elsewhere(notice_id))
+        for notice_id, procedure_id in stored
+        if notice_id and procedure_id and changes[notice_id].record.procedure_id not in (None, procedure_id)
+    ]
+    if problems:
+        raise ImportFailed(problems)
+
+
+def changed_elsewhere(notice_id: str) -> str:
+    """Why a change notice is refused: it changes a notice of another procedure."""
+    return f"changes notice {notice_id} of another procedure (BT-04 differs): not a change of it"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import sqlalchemy as sa
@@ -14,17 +16,40 @@ from mailer.cli.suppress import suppress
 from mailer.db import session_scope
 from mailer.errors import ImportFailed
 
-#: Problems listed before "... and N more".
+if TYPE_CHECKING:
+    from mailer.alerts.formats import ParsedTenders
+
+#: Problems (and notices left out, notes) listed before "... and N more".
 SHOWN_PROBLEMS = 20
 
 
-def _report(file: Path, problems: list[tuple[int, str]], skip_invalid: bool) -> None:
-    for line, message in problems[:SHOWN_PROBLEMS]:
-        console_err.print(f"{file}:{line}: {message}", markup=False, highlight=False)
+def _report(file: Path, problems: Sequence[tuple[int | str, str]], skip_invalid: bool) -> None:
+    from mailer.alerts.formats import label
+
+    for where, message in problems[:SHOWN_PROBLEMS]:
+        console_err.print(f"{label(file, where)}: {message}", markup=False, highlight=False)
     if len(problems) > SHOWN_PROBLEMS:
         console_err.print(f"... and {len(problems) - SHOWN_PROBLEMS} more bad lines")
     if problems and not skip_invalid:
         raise ImportFailed(problems)
+
+
+def _report_left_out(file: Path, parsed: ParsedTenders) -> None:
+    """Name the notices left out (kinds never announced) and the notes; neither stops an import."""
+    from mailer.alerts.formats import label
+
+    for title, lines in (
+        ("left out", [(s.where, s.message) for s in parsed.skipped]),
+        ("note", parsed.notes),
+    ):
+        for where, message in lines[:SHOWN_PROBLEMS]:
+            console.print(f"{label(file, where)}: {message}", markup=False, highlight=False)
+        if len(lines) > SHOWN_PROBLEMS:
+            console.print(f"... and {len(lines) - SHOWN_PROBLEMS} more ({title})")
+    kinds = Counter(s.kind.value for s in parsed.skipped if s.kind is not None)
+    if kinds:
+        counted = ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
+        console.print(f"{sum(kinds.values())} notices of kinds never announced left out: {counted}")
 
 
 @mailer.group()
@@ -33,12 +58,12 @@ def tenders() -> None:
 
 
 @tenders.command(name="import")
-@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("file", type=click.Path(path_type=Path))
 @click.option(
     "--format",
     "format_",
     type=click.Choice(["nouma", "ted", "boamp"]),
-    help="Default: recognised from the file (mailer/alerts/tenders.py describes each).",
+    help="Default: recognised from the file (mailer/alerts/formats/ describes each).",
 )
 @click.option("--skip-invalid", is_flag=True, help="Import the good records and report the bad ones.")
 @click.option("--dry-run", is_flag=True, help="Check the file, write nothing.")
@@ -46,25 +71,32 @@ def import_tenders(file: Path, format_: str | None, skip_invalid: bool, dry_run:
     """Import tenders from FILE: the mailer's JSON Lines, TED notices or a BOAMP API response.
 
     A tender already known by its reference is updated, never duplicated (and not announced
-    again). A bad record is reported with its line and nothing is imported, unless --skip-invalid.
+    again). Notices of kinds never announced (results, awards, modifications ...) are left out
+    and named. A bad record is reported with its line (or file) and nothing is imported, unless
+    --skip-invalid.
 
     \b
     Example:
       mailer tenders import ted_fr_notices.jsonl
       mailer tenders import boamp.json --format boamp --dry-run
     """
+    from mailer.alerts import formats
     from mailer.alerts import tenders as service
 
-    parsed = service.read_tender_file(file, format=format_)
+    parsed = formats.read_tender_file(file, format=format_)
+    _report_left_out(file, parsed)
     _report(file, parsed.problems, skip_invalid)
     if dry_run:
-        console.print(f"{len(parsed.records)} good records, {len(parsed.problems)} bad; nothing written")
+        console.print(
+            f"{len(parsed.records)} good records, {len(parsed.skipped)} left out, "
+            f"{len(parsed.problems)} bad; nothing written"
+        )
         return
     with session_scope() as session:
         result = service.import_tenders(session, parsed.records)
     console.print(
         f"{result.created} created, {result.updated} updated, {result.unchanged} unchanged, "
-        f"{len(parsed.problems)} records skipped"
+        f"{len(parsed.skipped)} left out, {len(parsed.problems)} bad records skipped"
     )
 
 

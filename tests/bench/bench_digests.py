@@ -76,14 +76,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def synthesise_tenders(count: int, rng: random.Random) -> list[Any]:
     """``count`` tenders from the real notices: real text, codes and contacts; places, values and
     deadlines drawn anew so the window spreads over France."""
+    from mailer.alerts.formats.ted import from_ted
     from mailer.alerts.places import places
-    from mailer.alerts.tenders import TenderRecord, from_ted
+    from mailer.alerts.tenders import TenderRecord
 
     base = [
         TenderRecord.model_validate(from_ted(json.loads(line)))
         for line in TED_NOTICES.read_text().splitlines()
     ]
-    departments = sorted(places().departments)
+    # Departments of a region: the overseas collectivities (no region) are left out of the draw.
+    departments = sorted(code for code, d in places().departments.items() if d.region_code)
     values = [None, None, 40_000, 90_000, 150_000, 400_000, 1_250_000, 3_000_000, 12_000_000]
     tenders = []
     for i in range(count):
@@ -92,6 +94,8 @@ def synthesise_tenders(count: int, rng: random.Random) -> list[Any]:
         value = rng.choice(values)
         fields.update(
             reference=f"bench:{i}",
+            # Every synthesised tender is a call for competition, as the digests announce.
+            notice_kind="competition",
             departments=[department],
             regions=[places().departments[department].region_code],
             published_on=AS_OF,
