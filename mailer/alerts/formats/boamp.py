@@ -1,8 +1,18 @@
 """BOAMP notices: a response of the DILA BOAMP open-data API v2.1 (``records``, ``results`` list).
 
-Each record becomes a tender ``boamp:<idweb>`` from its fields ``objet``, ``nomacheteur``,
-``code_departement``, ``dateparution``, ``datelimitereponse`` and ``url_avis`` (BOAMP
-descriptors are not CPV codes).
+Each record becomes a tender ``boamp:<idweb>``. Its fields come from the record (``objet``,
+``nomacheteur``, ``code_departement``, ``dateparution``, ``datelimitereponse``, ``url_avis``,
+``descripteur_libelle``) and from the notice text in ``donnees`` (a JSON string; the 2006-2015
+schema, ``IDENT``/``OBJET``/``DELAI``/``LOTS``..., and the later ``IDENTITE``/``OBJET.CPV``):
+
+- description: the full object (``OBJET_COMPLET``) and the main characteristics;
+- CPV codes: ``CPV_OBJ``, ``ART27CMP``, the lots' ``NOMENC_LOT``, ``CPV.PRINCIPAL``; a code of
+  an older vocabulary (not in the CPV 2008 list) is left out with a note;
+- contact: the administrative correspondent (``CORRESPONDANTS.ADMIN``), else the buyer's
+  person in charge (``IDENT.PRM``), with e-mail and phone; trailing punctuation dropped;
+- deadline: ``datelimitereponse``, with the time of day the notice writes ("à 12 heures");
+- descriptors: ``descripteur_libelle`` (BOAMP's keywords);
+- value: these schemas carry no estimated value as a number, so none is read.
 
 What the notice is: ``nature`` (``APPEL_OFFRE`` a call for competition, ``ATTRIBUTION`` a
 result ...) and ``etat`` (``RECTIFICATIF`` a change, ``ANNULATION`` a cancellation). A
@@ -18,7 +28,8 @@ import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
-from mailer.alerts.formats.base import RawNotice
+from mailer.alerts.cpv import cpv_codes
+from mailer.alerts.formats.base import RawNotice, email_or_none
 from mailer.alerts.notice_kinds import STORED_KINDS, NoticeKind, left_out
 from mailer.alerts.places import LEGACY_CORSICA, normalise_department, places
 
@@ -42,6 +53,9 @@ NATURE_KINDS = {
 }
 #: ``etat``: a later state of a call for competition or a prior information notice.
 STATE_KINDS = {"RECTIFICATIF": NoticeKind.CHANGE, "ANNULATION": NoticeKind.CANCELLATION}
+
+_CPV = re.compile(r"\b\d{8}\b")
+_HOUR = re.compile(r"(\d{1,2})\s*(?:h|heures?)\s*(\d{2})?", re.IGNORECASE)
 
 
 def looks_like(start: str) -> bool:
@@ -102,20 +116,102 @@ def from_boamp(
 ) -> dict[str, Any]:
     """A BOAMP API v2.1 record as a record's fields."""
     notes = [] if notes is None else notes
-    deadline = record.get("datelimitereponse")
+    data = _donnees(record, notes)
+    ident = _first(data, "IDENT") or _first(data, "IDENTITE") or {}
+    postal_code = _clean(_first(ident, "CP"))
     return {
         "reference": f"boamp:{record['idweb']}",
-        "title": record.get("objet") or f"BOAMP {record['idweb']}",
-        "buyer": {"name": (record.get("nomacheteur") or "").rstrip(". ") or None},
+        "title": record.get("objet")
+        or _clean(_first(data, "OBJET", "TITRE_MARCHE"))
+        or f"BOAMP {record['idweb']}",
+        "description": _description(record, data),
+        "buyer": {
+            "name": _clean(
+                record.get("nomacheteur") or _first(ident, "NOM") or _first(ident, "DENOMINATION")
+            ),
+            "town": _clean(_first(ident, "VILLE")),
+        },
+        "contact": _contact(data, ident),
+        "cpv": _cpv(data, notes),
         "departments": _departments(record, notes),
+        "postal_code": postal_code,
         "published_on": record.get("dateparution"),
-        "deadline": deadline[:10]
-        if isinstance(deadline, str) and deadline[10:19] == "T00:00:00"
-        else deadline,
+        "deadline": _deadline(record, data),
         "url": record.get("url_avis"),
         "notice_kind": kind.value,
         "notice_type": label or kind_of(record)[1],
+        "descriptors": _texts(record.get("descripteur_libelle"))
+        or _texts(_first(data, "DESCRIPTEURS", "DESCRIPTEUR")),
     }
+
+
+def _donnees(record: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    raw = record.get("donnees")
+    if isinstance(raw, dict):
+        return raw
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except (TypeError, json.JSONDecodeError):
+        notes.append("donnees is not valid JSON: the notice text is left out")
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _first(data: Any, *path: str) -> Any:
+    """The value at a path of nested objects (the first element where a list stands)."""
+    for key in path:
+        if isinstance(data, list):
+            data = data[0] if data else None
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def _texts(value: Any) -> list[str]:
+    """Every non-empty text of a value that may be a string, a list or nested lists."""
+    if isinstance(value, list):
+        return [text for item in value for text in _texts(item)]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _texts(item)]
+    text = _clean(value)
+    return [text] if text else []
+
+
+def _clean(value: Any) -> str | None:
+    """A field as BOAMP writes it, without its trailing list punctuation ("Chenôve," -> "Chenôve")."""
+    if not isinstance(value, str | int | float):
+        return None
+    text = str(value).strip().rstrip(",;.: ").strip()
+    return text or None
+
+
+def _description(record: dict[str, Any], data: dict[str, Any]) -> str | None:
+    title = _folded(record.get("objet"))
+    parts = [
+        *_texts(_first(data, "OBJET", "OBJET_COMPLET")),
+        *_texts(_first(data, "CARACTERISTIQUES", "QUANTITE")),
+        *_texts(_first(data, "CARACTERISTIQUES", "AUTRES")),
+        *_texts(_first(data, "OBJET", "CARACTERISTIQUES", "QUANTITE")),
+    ]
+    kept = [p for p in dict.fromkeys(parts) if _folded(p) != title and len(p) > 1]
+    return "\n".join(kept) or None
+
+
+def _cpv(data: dict[str, Any], notes: list[str]) -> list[str]:
+    texts = [
+        *_texts(_first(data, "OBJET", "CPV_OBJ")),
+        *_texts(_first(data, "OBJET", "CPV", "PRINCIPAL")),
+        *_texts(_first(data, "OBJET", "ART27CMP")),
+        *_texts(_first(data, "LOTS", "NOMENC_LOT")),
+    ]
+    codes = list(dict.fromkeys(code for text in texts for code in _CPV.findall(text)))
+    unknown = [code for code in codes if code not in cpv_codes()]
+    if unknown:
+        notes.append(f"CPV {', '.join(unknown)} not in the CPV 2008 list (an older vocabulary): left out")
+    return [code for code in codes if code not in unknown]
 
 
 def _departments(record: dict[str, Any], notes: list[str]) -> list[str]:
@@ -129,3 +225,30 @@ def _departments(record: dict[str, Any], notes: list[str]) -> list[str]:
         else:
             notes.append(f"department {code!r} names no French department: left out")
     return kept
+
+
+def _contact(data: dict[str, Any], ident: dict[str, Any]) -> dict[str, Any] | None:
+    source = _first(data, "CORRESPONDANTS", "ADMIN") or {}
+    name = (
+        _clean(_first(source, "NOM"))
+        or _clean(_first(ident, "PRM"))
+        or _clean(_first(ident, "CORRESPONDANT"))
+    )
+    email = email_or_none(_first(source, "MEL") or _first(ident, "MEL"))
+    phone = _clean(_first(source, "TEL") or _first(ident, "TEL"))
+    contact = {"name": name, "email": email, "phone": phone[:40] if phone else None}
+    return contact if any(contact.values()) else None
+
+
+def _deadline(record: dict[str, Any], data: dict[str, Any]) -> str | None:
+    deadline = record.get("datelimitereponse")
+    if not isinstance(deadline, str) or len(deadline) < 10:
+        return None
+    if deadline[10:19] not in ("", "T00:00:00"):
+        return deadline
+    # The date alone: the notice's text says at what time ("..., à 12 heures").
+    said = _texts(_first(data, "DELAI", "AUTRES"))
+    hour = _HOUR.search(said[0]) if said else None
+    if hour and int(hour[1]) < 24 and int(hour[2] or 0) < 60:
+        return f"{deadline[:10]}T{int(hour[1]):02d}:{int(hour[2] or 0):02d}"
+    return deadline[:10]
