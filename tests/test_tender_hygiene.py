@@ -135,6 +135,15 @@ def test_a_value_in_another_currency_is_refused_for_value_bounds(sqlite_db, tmp_
     )
 
 
+def test_an_outside_notice_valued_in_another_currency_keeps_no_value_and_says_so(sqlite_db):
+    # Given the official eForms example valued in Botswana pula
+    parsed = read_tender_file(shared_data("tenders", "eforms_sdk", "notices", "cn-social_25.xml"))
+    # Then the notice is kept without a value, and a note says why
+    (numbered,) = parsed.records
+    assert numbered.record.value is None
+    assert parsed.notes == [("", "estimated value in BWP: left out (value bounds are in euros)")]
+
+
 def test_mojibake_is_repaired_and_text_still_damaged_is_flagged(sqlite_db, tmp_path, capsys):
     # Given a title decoded twice, and one that lost a character before it reached us
     path = tmp_path / "tenders.jsonl"

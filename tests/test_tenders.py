@@ -201,7 +201,7 @@ def test_a_file_in_no_known_format_gets_one_line_naming_the_formats(sqlite_db, t
     assert code == 1
     assert len(err.splitlines()) == 1
     assert err.startswith(f"mailer: error: {path}: not a tender file the mailer reads")
-    for name in ("nouma", "ted", "boamp"):
+    for name in ("nouma", "ted", "boamp", "eforms"):
         assert name in err
 
 

@@ -62,13 +62,14 @@ def tenders() -> None:
 @click.option(
     "--format",
     "format_",
-    type=click.Choice(["nouma", "ted", "boamp"]),
+    type=click.Choice(["nouma", "ted", "boamp", "eforms"]),
     help="Default: recognised from the file (mailer/alerts/formats/ describes each).",
 )
 @click.option("--skip-invalid", is_flag=True, help="Import the good records and report the bad ones.")
 @click.option("--dry-run", is_flag=True, help="Check the file, write nothing.")
 def import_tenders(file: Path, format_: str | None, skip_invalid: bool, dry_run: bool) -> None:
-    """Import tenders from FILE: the mailer's JSON Lines, TED notices or a BOAMP API response.
+    """Import tenders from FILE: the mailer's JSON Lines, TED notices, a BOAMP API response, or
+    eForms XML notices (one file, a folder of them or a .zip).
 
     A tender already known by its reference is updated, never duplicated (and not announced
     again). Notices of kinds never announced (results, awards, modifications ...) are left out
@@ -79,6 +80,7 @@ def import_tenders(file: Path, format_: str | None, skip_invalid: bool, dry_run:
     Example:
       mailer tenders import ted_fr_notices.jsonl
       mailer tenders import boamp.json --format boamp --dry-run
+      mailer tenders import eforms_notices.zip
     """
     from mailer.alerts import formats
     from mailer.alerts import tenders as service

@@ -2,7 +2,8 @@
 
 - ``nouma``: the mailer's own JSON Lines (NouMa's site);
 - ``ted``: TED notices before eForms, normalised as JSON Lines;
-- ``boamp``: a BOAMP API v2.1 response.
+- ``boamp``: a BOAMP API v2.1 response;
+- ``eforms``: eForms XML notices, one file, a folder or a .zip.
 
 ``reader`` recognises the format and checks every record.
 """

@@ -8,23 +8,24 @@ No message carries personal data: names and addresses of contacts never appear i
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from mailer.alerts.formats import boamp, nouma, ted
+from mailer.alerts.formats import boamp, eforms, nouma, ted
 from mailer.alerts.formats.base import RawNotice
 from mailer.alerts.notice_kinds import NoticeKind
 from mailer.alerts.tenders import NumberedTender, TenderRecord, Where, changed_elsewhere, changed_notice
 from mailer.errors import InvalidInput
 
-FORMATS = ("nouma", "ted", "boamp")
+FORMATS = ("nouma", "ted", "boamp", "eforms")
 #: The one line an unknown file gets.
 FORMATS_SAID = (
-    "nouma (the mailer's JSON Lines), ted (TED notices as JSON Lines) or boamp (a BOAMP API v2.1 "
-    "response, JSON)"
+    "nouma (the mailer's JSON Lines), ted (TED notices as JSON Lines), boamp (a BOAMP API v2.1 "
+    "response, JSON) or eforms (eForms XML notices: one file, a folder of them or a .zip)"
 )
 #: Bytes read to recognise a format.
 SNIFF_BYTES = 4000
@@ -56,8 +57,10 @@ def read_tender_file(path: Path, *, format: str | None = None) -> ParsedTenders:
     kind = format or sniff(path)
     if kind not in FORMATS:
         raise InvalidInput(f"{path}: not a tender file the mailer reads; the formats are {FORMATS_SAID}")
+    if kind == "eforms":
+        return parse_notices(eforms.notices(path))
     if path.is_dir():
-        raise InvalidInput(f"{path}: a folder, not a tender file")
+        raise InvalidInput(f"{path}: a folder is read as eForms notices only")
     try:
         # utf-8-sig: a byte order mark, which some editors and exports write, is not content.
         text = path.read_text(encoding="utf-8-sig")
@@ -70,10 +73,12 @@ def read_tender_file(path: Path, *, format: str | None = None) -> ParsedTenders:
 
 def sniff(path: Path) -> str | None:
     """The format a file (or folder) holds, or None."""
-    if path.is_dir():
-        return None
+    if path.is_dir() or zipfile.is_zipfile(path):
+        return "eforms"
     with path.open("rb") as handle:
         start = handle.read(SNIFF_BYTES)
+    if eforms.looks_like(start):
+        return "eforms"
     text = start.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
     if boamp.looks_like(text):
         return "boamp"
