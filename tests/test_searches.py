@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from mailer.alerts.models import Geolocation, SavedSearch
-from mailer.alerts.searches import cpv_prefix
+from mailer.alerts.searches import SearchRecord, cpv_prefix
 from mailer.cli import main
 from mailer.db import session_scope
 from tests.alert_factories import add_search, add_tenders, run_window, tender
@@ -202,3 +202,26 @@ def test_an_access_request_shows_saved_searches_location_and_tenders_naming_the_
     assert found["geolocation"]["consent_granted"] is True
     assert found["geolocation"]["consent_source"] == "preference_centre"
     assert len(found["tender_contact_of"]) == 1 and found["tender_contact_of"][0].startswith("test:")
+
+
+def test_a_control_character_in_a_search_is_refused_with_its_line(db, tmp_path, capsys):
+    # Given a saved search whose name holds a NUL (PostgreSQL cannot store one)
+    with session_scope() as session:
+        make_recipient(session, "marie@example.com", granted=["tender_alerts"])
+    path = tmp_path / "searches.jsonl"
+    path.write_text(
+        json.dumps({"ref": "s-1", "recipient": "marie@example.com", "name": "Voirie\u0000"}) + "\n"
+    )
+
+    # When it is imported, then one line names it, without a trace or the recipient's address
+    assert main(["searches", "import", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:1: name: holds a control character (U+0000)" in err
+    assert "Traceback" not in err and "marie@example.com" not in err
+
+
+def test_corsicas_former_code_names_both_its_departments_in_a_search():
+    record = SearchRecord.model_validate(
+        {"ref": "s-1", "recipient": "marie@example.com", "name": "Corse", "departments": ["20", "38"]}
+    )
+    assert record.departments == ["2A", "2B", "38"]

@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from mailer.addresses import normalise_address
 from mailer.alerts.models import Frequency, Geolocation, SavedSearch
+from mailer.alerts.notice_text import control_character_in
 from mailer.alerts.places import normalise_department, places
 from mailer.alerts.text import parse_query
 from mailer.db import in_chunks, utcnow
@@ -101,6 +102,14 @@ class SearchRecord(BaseModel):
     active: bool = True
     geolocation: GeolocationRecord | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_control_characters(cls, data: Any) -> Any:
+        # No database stores a NUL: refused with its line, like every other bad value.
+        if refused := control_character_in(data):
+            raise ValueError(refused)
+        return data
+
     @field_validator("recipient")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
@@ -128,7 +137,7 @@ class SearchRecord(BaseModel):
     @field_validator("departments")
     @classmethod
     def _departments(cls, values: list[str]) -> list[str]:
-        codes = [normalise_department(v) for v in values]
+        codes = [d for v in values for d in places().department_codes(v) or [normalise_department(v)]]
         for code in codes:
             if code not in places().departments:
                 raise ValueError(f"{code!r} is not a French department code")
