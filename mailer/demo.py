@@ -25,7 +25,7 @@ DEMO_SEARCHES = DEMO_DATA / "saved_searches.jsonl"
 #: Buyer contacts of the sample who opposed being shown (policy article 5): one known by name,
 #: one by address. Their tenders still appear in digests, with the buyer organisation only.
 OPPOSED_CONTACT_NAME = "Alina Pricop"
-OPPOSED_CONTACT_ADDRESS = "ffournier@example.invalid"
+OPPOSED_CONTACT_ADDRESS = "ncattaneo@example.invalid"
 #: Shortest delay to a deadline once the sample is moved to today.
 MIN_DEADLINE_DAYS = 7
 
