@@ -31,7 +31,7 @@ class AuditReport:
     tender_contact_of: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        return jsonable(asdict(self))
 
 
 def _row(obj: Any, *names: str) -> dict[str, Any]:
@@ -161,11 +161,12 @@ def report(session: Session, address: str) -> AuditReport:
     return result
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """Dates as ISO text, inside any dicts and lists: ready for ``json.dumps``."""
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, dt.datetime):
         return value.isoformat()
     return value

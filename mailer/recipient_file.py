@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import json
+import io
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from mailer.addresses import normalise_address
 from mailer.errors import InvalidAddress, InvalidInput
+from mailer.import_file import first_error, json_lines, read_text
 from mailer.models import ConsentSource
 from mailer.purposes import PURPOSE_KEYS
 
@@ -170,15 +171,10 @@ class ParsedFile:
 
 def read_recipient_file(path: Path, *, format: str | None = None) -> ParsedFile:
     """Read and check a whole file; nothing is written anywhere."""
-    if not path.exists():
-        raise InvalidInput(f"{path}: no such file")
     kind = format or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
     if kind not in ("csv", "jsonl"):
         raise InvalidInput(f"{path}: unknown format {kind!r}; expected csv or jsonl")
-    try:
-        raw = list(_csv_rows(path) if kind == "csv" else _jsonl_rows(path))
-    except UnicodeDecodeError:
-        raise InvalidInput(f"{path}: not UTF-8 text") from None
+    raw = list(_csv_rows(path) if kind == "csv" else json_lines(read_text(path)))
     parsed = ParsedFile(records=[], problems=[])
     first_line_of: dict[str, int] = {}
     ref_line_of: dict[str, int] = {}
@@ -189,7 +185,7 @@ def read_recipient_file(path: Path, *, format: str | None = None) -> ParsedFile:
         try:
             record = RecipientRecord.model_validate(row)
         except ValidationError as error:
-            parsed.problems.append((line, _first_error(error)))
+            parsed.problems.append((line, first_error(error)))
             continue
         if record.address in first_line_of:
             parsed.problems.append((line, f"address already given on line {first_line_of[record.address]}"))
@@ -206,30 +202,8 @@ def read_recipient_file(path: Path, *, format: str | None = None) -> ParsedFile:
     return parsed
 
 
-def _first_error(error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        message = "unknown field"
-    return f"{where}: {message}" if where else message
-
-
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as error:
-                yield number, f"not valid JSON ({error.msg} at column {error.colno})"
-                continue
-            yield number, value if isinstance(value, dict) else "expected a JSON object"
-
-
 def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    with path.open(encoding="utf-8-sig", newline="") as handle:
+    with io.StringIO(read_text(path), newline="") as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
         unknown = [c for c in header if c not in CSV_COLUMNS]

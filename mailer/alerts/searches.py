@@ -28,7 +28,6 @@ One saved search a line, updated by ``ref`` (the search's id on NouMa's site)::
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,7 @@ from mailer.alerts.places import normalise_department, places
 from mailer.alerts.text import parse_query
 from mailer.db import in_chunks, utcnow
 from mailer.errors import ImportFailed, InvalidAddress, InvalidInput
+from mailer.import_file import first_error, json_lines, read_text
 from mailer.models import Recipient
 from mailer.recipient_file import NAIVE_TIME_ZONE
 
@@ -190,23 +190,7 @@ class ParsedSearches:
 
 def read_search_file(path: Path) -> ParsedSearches:
     """Read and check a JSON Lines file of saved searches; nothing is written."""
-    if not path.exists():
-        raise InvalidInput(f"{path}: no such file")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise InvalidInput(f"{path}: not UTF-8 text") from None
-    rows: list[tuple[int, dict[str, Any] | str]] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as error:
-            rows.append((number, f"not valid JSON ({error.msg} at column {error.colno})"))
-            continue
-        rows.append((number, value if isinstance(value, dict) else "expected a JSON object"))
-    return parse_search_rows(rows)
+    return parse_search_rows(list(json_lines(read_text(path))))
 
 
 def parse_search_rows(rows: Sequence[tuple[int, dict[str, Any] | str]]) -> ParsedSearches:
@@ -219,11 +203,7 @@ def parse_search_rows(rows: Sequence[tuple[int, dict[str, Any] | str]]) -> Parse
         try:
             record = SearchRecord.model_validate(row)
         except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
-            message = message.removeprefix("Value error, ")
-            parsed.problems.append((line, f"{where}: {message}" if where else message))
+            parsed.problems.append((line, first_error(error)))
             continue
         if record.ref in seen:
             parsed.problems.append((line, f"ref already given on line {seen[record.ref]}"))

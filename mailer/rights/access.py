@@ -9,7 +9,6 @@ already answered. Nothing about anyone else.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
@@ -54,7 +53,7 @@ def document(session: Session, address: str, *, name: str | None = None) -> dict
         **found,
         "deliveries": deliveries,
         "tender_contact_of": _tenders_naming(session, normal, name),
-        "rights_requests": _jsonable(trail.for_subject(session, address_hash(normal))),
+        "rights_requests": audit.jsonable(trail.for_subject(session, address_hash(normal))),
     }
 
 
@@ -91,16 +90,6 @@ def _tenders_naming(session: Session, address: str, name: str | None) -> list[di
         }
         for r in rows
     ]
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    return value
 
 
 def export(

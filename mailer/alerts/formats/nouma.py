@@ -39,24 +39,11 @@ Only ``reference`` and ``title`` are required::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 from mailer.alerts.formats.base import RawNotice
 from mailer.alerts.notice_kinds import STORED_KINDS, NoticeKind, left_out
-
-
-def json_lines(text: str) -> Iterator[tuple[int, dict | str]]:
-    """Each non-blank line's JSON object, or why it is not one."""
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as error:
-            yield number, f"not valid JSON ({error.msg} at column {error.colno})"
-            continue
-        yield number, value if isinstance(value, dict) else "expected a JSON object"
+from mailer.import_file import json_lines
 
 
 def notices(text: str) -> Iterator[RawNotice]:

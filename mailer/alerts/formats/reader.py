@@ -20,6 +20,7 @@ from mailer.alerts.formats.base import RawNotice
 from mailer.alerts.notice_kinds import NoticeKind
 from mailer.alerts.tenders import NumberedTender, TenderRecord, Where, changed_elsewhere, changed_notice
 from mailer.errors import InvalidInput
+from mailer.import_file import first_error, read_text
 
 FORMATS = ("nouma", "ted", "boamp", "eforms")
 #: The one line an unknown file gets.
@@ -61,12 +62,7 @@ def read_tender_file(path: Path, *, format: str | None = None) -> ParsedTenders:
         return parse_notices(eforms.notices(path))
     if path.is_dir():
         raise InvalidInput(f"{path}: a folder is read as eForms notices only")
-    try:
-        # utf-8-sig: a byte order mark, which some editors and exports write, is not content.
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = path.read_bytes()[: error.start].count(b"\n") + 1
-        raise InvalidInput(f"{path}:{line}: not UTF-8 text") from None
+    text = read_text(path)
     readers = {"nouma": nouma.notices, "ted": ted.notices, "boamp": boamp.notices}
     return parse_notices(readers[kind](text))
 
@@ -170,12 +166,3 @@ def label(path: Path, where: Where) -> str:
     if not where:
         return str(path)
     return str(path / where) if path.is_dir() else f"{path}:{where}"
-
-
-def first_error(error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        message = "unknown field"
-    return f"{where}: {message}" if where else message

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from mailer.alerts.formats.base import RawNotice, email_or_none, estimated_value, place_of, web_address
-from mailer.alerts.formats.nouma import json_lines
 from mailer.alerts.notice_kinds import STORED_KINDS, NoticeKind, left_out
+from mailer.import_file import json_lines
 
 #: TED document type codes and what they are.
 DOCUMENT_KINDS = {
