@@ -90,7 +90,7 @@ def _parsed(keywords: str) -> Query:
 
 
 def tender_text(title: str | None, description: str | None, buyer: str | None) -> str:
-    """The text keywords are looked for in: title, description and buyer, folded and padded."""
+    """The text keywords are looked for in: the forms of the title, description and buyer, padded."""
     return joined(" ".join(filter(None, (title, description, buyer))))
 
 
@@ -223,24 +223,27 @@ class TenderIndex:
 
     def _term(self, term: Term) -> int:
         cached = self._terms.get(term)
-        if cached is not None:
-            return cached
+        if cached is None:
+            cached = self._terms[term] = _union(self._spelling(s) for s in term.spellings)
+        return cached
+
+    def _spelling(self, spelling: tuple[str, ...]) -> int:
         bits = self.everything
-        for word in term.words:
+        for word in spelling:
             bits &= self.words.get(word, 0)
             if not bits:
-                break
-        if term.is_phrase and bits:
+                return 0
+        if len(spelling) > 1:
             # Every word is there; keep the tenders where they follow each other.
+            phrase = f" {' '.join(spelling)} "
             checked = 0
             candidates = bits
             while candidates:
                 low = candidates & -candidates
-                if term.found_in(self.tenders[low.bit_length() - 1].text):
+                if phrase in self.tenders[low.bit_length() - 1].text:
                     checked |= low
                 candidates ^= low
             bits = checked
-        self._terms[term] = bits
         return bits
 
     def _value(self, minimum: int | None, maximum: int | None) -> int:
