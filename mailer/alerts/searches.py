@@ -9,7 +9,8 @@ One saved search a line, updated by ``ref`` (the search's id on NouMa's site)::
 
 - ``recipient``: an address, or ``account`` instead: the recipient's ``external_ref``.
 - ``keywords``: the query language of ``mailer/alerts/text.py`` (any of the words or "phrases",
-  none of the -excluded ones; case and accents folded, whole words).
+  none of the -excluded ones; whole words in any of their forms: plural, feminine, accents,
+  elisions, compounds).
 - ``cpv``: codes or prefixes: ``72*`` and ``72000000`` both mean every code under division 72
   (trailing zeros of a CPV code are its hierarchy), ``45233140`` (roadworks) that code and the
   codes under it (``45233141`` road-maintenance works ...).
