@@ -97,11 +97,16 @@ KEPT_WHOLE = frozenset(
     [
         "agence",  # agencement
         "assurance",  # assurer
+        "buse",  # bus
         "collecte",  # collectif, collectivité
         "communication",  # commune, communiquer
+        "entree",  # entre
+        "environnement",  # environ
+        "equipe",  # équipement
         "formation",  # format
         "mairie",  # maire
         "medicalement",  # médical
+        "mobilite",  # mobile
         "port",  # porte, porter
         "stationnement",  # station
         "travaux",  # travail (« code du travail »)
@@ -141,7 +146,8 @@ def form(word: str) -> str:
     lemma = simplemma.lemmatize(word, lang="fr", low_memory=True).casefold()
     if not _WORD.fullmatch(lemma):
         lemma = word  # a lemma written in two words (« aujourd'hui »): the word stands for itself
-    for kept in (fold(word), fold(lemma)):
+    # The word itself counts too: « travaux » is kept apart from its lemma « travail ».
+    for kept in (fold(lemma), word):
         if kept in KEPT_WHOLE:
             return kept + "_"  # never equal to a stem (stems have no underscore)
     return fold(_stemmer().stemWord(lemma))
