@@ -20,10 +20,11 @@ A word finds its forms, whole words only:
   « espaces verts ». Exclusions work the same way: ``nettoyage -vitres`` leaves out « vitre ».
 
 How: every word, of a notice once when it is indexed and of a query once per word, becomes its
-form: simplemma's lemma (``travaux`` -> ``travail``, ``feux`` -> ``feu``), stemmed by Snowball's
-French stemmer (``logiciels``, ``logiciel`` -> ``logiciel``; ``routière``, ``routier`` -> ``routi``),
-then folded. The few words the stemmer merges with a word of another meaning keep their lemma
-(``KEPT_WHOLE``: ``voirie`` is not ``voir``, ``assurance`` is not ``assurer``).
+form: simplemma's lemma (``feux`` -> ``feu``, ``vitres`` -> ``vitrer``), stemmed by Snowball's
+French stemmer (``logiciels``, ``logiciel`` -> ``logiciel``; ``routière``, ``routier`` -> ``routi``;
+``vitrer``, ``vitre`` -> ``vitr``), then folded. The few words the stemmer merges with a word of
+another meaning keep their lemma (``KEPT_WHOLE``: ``voirie`` is not ``voir``, ``assurance`` is
+not ``assurer``, ``travaux`` is not ``travail``).
 """
 
 from __future__ import annotations
@@ -162,8 +163,8 @@ class _Token:
 
 def _cleaned(text: str) -> str:
     """Lower case with accents kept (the lemmatiser needs them), ligatures spelt out."""
-    lowered = _INVISIBLE.sub("", text).casefold().replace("œ", "oe").replace("æ", "ae")
-    return unicodedata.normalize("NFKC", lowered)
+    composed = unicodedata.normalize("NFKC", _INVISIBLE.sub("", text))
+    return composed.casefold().replace("œ", "oe").replace("æ", "ae")
 
 
 def _tokens(text: str) -> list[_Token]:
