@@ -36,7 +36,6 @@ import threading
 import unicodedata
 from dataclasses import dataclass
 
-import simplemma
 import Stemmer
 
 from mailer.errors import InvalidInput
@@ -139,12 +138,18 @@ def _stemmer() -> Stemmer.Stemmer:
     return stemmer
 
 
+def _lemma(word: str) -> str:
+    # Imported here: processes that only send digests never load it (4 MB). The memory-frugal
+    # dictionary: a few MB instead of about 30 where digests are planned, 20 µs a new word.
+    import simplemma
+
+    return simplemma.lemmatize(word, lang="fr", low_memory=True).casefold()
+
+
 @functools.lru_cache(maxsize=131_072)
 def form(word: str) -> str:
     """The form of one lower-case word: what its singular, plural, feminine... have in common."""
-    # The memory-frugal dictionary: a few MB instead of about 30 in the process that plans
-    # digests, at 20 µs a word the first time it is seen.
-    lemma = simplemma.lemmatize(word, lang="fr", low_memory=True).casefold()
+    lemma = _lemma(word)
     if not _WORD.fullmatch(lemma):
         lemma = word  # a lemma written in two words (« aujourd'hui »): the word stands for itself
     # The word itself counts too: « travaux » is kept apart from its lemma « travail ».
