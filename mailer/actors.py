@@ -8,8 +8,8 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from mailer import delivery, emails  # noqa: F401  (emails registers the kinds)
-from mailer.alerts import digests as alert_digests  # registers the tender_digest kind
 from mailer.alerts import inbox as alert_inbox
+from mailer.alerts import planning  # registers the tender_digest kind
 from mailer.batch import BatchSpec
 from mailer.broker import (  # noqa: F401  (broker: set before any actor is declared)
     CAMPAIGN_QUEUE,
@@ -189,13 +189,13 @@ def run_digest(frequency: str, as_of: str) -> None:
     """
     import datetime as dt
 
-    planned = alert_digests.plan(alert_digests.parse_frequency(frequency), dt.date.fromisoformat(as_of))
+    planned = planning.plan(planning.parse_frequency(frequency), dt.date.fromisoformat(as_of))
     if not planned.planned_now and _first_attempt():
         log.info("digest window %s already planned; nothing queued", planned.belongs_to)
         return
     # Planned now, or planned by an earlier attempt of this message that died before queueing:
     # queue what is still pending (sending twice is impossible; the send keys see to it).
-    queued = enqueue(alert_digests.pending_batches(planned.frequency, planned.window))
+    queued = enqueue(planning.pending_batches(planned.frequency, planned.window))
     log.info("digest window %s: %d batches queued", planned.belongs_to, queued)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from mailer.alerts import digests
+from mailer.alerts import planning
 from mailer.alerts.models import Frequency, SavedSearch, Tender
 from mailer.alerts.searches import NumberedSearch, SearchRecord, import_searches
 from mailer.alerts.tenders import TenderRecord, import_tenders
@@ -57,15 +57,15 @@ def add_search(address: str, **fields: Any) -> int:
         return int(session.scalar(sa.select(SavedSearch.id).where(SavedSearch.external_ref == record.ref)))
 
 
-def plan(frequency: Frequency = Frequency.DAILY, as_of: dt.date = TODAY) -> digests.RunPlan:
-    return digests.plan(frequency, as_of)
+def plan(frequency: Frequency = Frequency.DAILY, as_of: dt.date = TODAY) -> planning.RunPlan:
+    return planning.plan(frequency, as_of)
 
 
-def run_window(frequency: Frequency = Frequency.DAILY, as_of: dt.date = TODAY) -> digests.RunPlan:
+def run_window(frequency: Frequency = Frequency.DAILY, as_of: dt.date = TODAY) -> planning.RunPlan:
     """Plan a window and deliver its pending batches in this process (what a worker does)."""
     from mailer.delivery import deliver_batch
 
-    planned = digests.plan(frequency, as_of)
-    for spec in digests.pending_batches(planned.frequency, planned.window):
+    planned = planning.plan(frequency, as_of)
+    for spec in planning.pending_batches(planned.frequency, planned.window):
         deliver_batch(spec)
     return planned

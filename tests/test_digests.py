@@ -9,7 +9,7 @@ from email import policy
 import pytest
 import sqlalchemy as sa
 
-from mailer.alerts import digests
+from mailer.alerts import planning
 from mailer.alerts.models import Digest, DigestRun, Frequency, SavedSearch
 from mailer.cli import main
 from mailer.db import session_scope
@@ -228,9 +228,9 @@ def test_a_planning_that_crashes_leaves_nothing_and_the_rerun_announces_everythi
     add_tenders(tender(title="Voirie"), tender(title="Ponts"))
 
     # Given a planning that dies after matching the first recipients
-    monkeypatch.setattr(digests, "PLAN_CHUNK", 1)
+    monkeypatch.setattr(planning, "PLAN_CHUNK", 1)
     calls = {"n": 0}
-    real = digests.digest_sections
+    real = planning.digest_sections
 
     def dies_on_the_second(*args, **kwargs):
         calls["n"] += 1
@@ -238,7 +238,7 @@ def test_a_planning_that_crashes_leaves_nothing_and_the_rerun_announces_everythi
             raise RuntimeError("worker killed")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(digests, "digest_sections", dies_on_the_second)
+    monkeypatch.setattr(planning, "digest_sections", dies_on_the_second)
     with pytest.raises(RuntimeError):
         plan()
 
@@ -250,7 +250,7 @@ def test_a_planning_that_crashes_leaves_nothing_and_the_rerun_announces_everythi
     assert all_deliveries() == []
 
     # And the re-run plans the whole window
-    monkeypatch.setattr(digests, "digest_sections", real)
+    monkeypatch.setattr(planning, "digest_sections", real)
     planned = run_window()
     assert planned.digests == 2
     assert [d.state for d in all_deliveries()] == [DeliveryState.SENT, DeliveryState.SENT]
@@ -260,7 +260,7 @@ def test_a_run_that_crashed_while_sending_is_finished_by_a_rerun_with_the_same_d
     db, isolated_environment, monkeypatch
 ):
     # Given five readers of the same search, batches of two
-    monkeypatch.setattr(digests, "DIGEST_BATCH_SIZE", 2)
+    monkeypatch.setattr(planning, "DIGEST_BATCH_SIZE", 2)
     ids = make_recipients(5)
     for i in range(5):
         add_search(f"person{i}@example.com", name="Isère", departments=["38"])
@@ -268,7 +268,7 @@ def test_a_run_that_crashed_while_sending_is_finished_by_a_rerun_with_the_same_d
 
     # When the worker sends the first batch, then dies
     planned = plan()
-    batches = digests.pending_batches(planned.frequency, planned.window)
+    batches = planning.pending_batches(planned.frequency, planned.window)
     assert len(batches) == 3
     deliver_batch(batches[0])
     # ... a tender arrives, and someone re-runs the window
@@ -302,7 +302,7 @@ def test_no_digest_for_a_withdrawn_or_suppressed_reader_and_the_reason_is_record
     # ... and the withdrawal and the opposition land after planning, before the send
     withdraw(ids[1], "tender_alerts")
     oppose("opposed@example.com", scope="tender_alerts")
-    for spec in digests.pending_batches(planned.frequency, planned.window):
+    for spec in planning.pending_batches(planned.frequency, planned.window):
         deliver_batch(spec)
 
     assert sorted(digest_mails(isolated_environment)) == ["reads@example.com"]
@@ -354,7 +354,7 @@ def test_opposed_tender_contacts_never_appear_in_any_digest(db, two_readers, iso
     planned = plan()
     # ... one by address through the ordinary command, after planning: it still wins at send time
     assert main(["suppress", "add", "jean.dupre@example.invalid", "--all", "--reason", "opposition"]) == 0
-    for spec in digests.pending_batches(planned.frequency, planned.window):
+    for spec in planning.pending_batches(planned.frequency, planned.window):
         deliver_batch(spec)
 
     mails = digest_mails(isolated_environment)
@@ -395,14 +395,14 @@ def test_digests_of_a_locale_share_one_request_with_substitutions_sendgrid_accep
             subject = substitute(body["subject"], values)
             html = substitute(body["content"][1]["value"], values)
             assert "[%" not in subject + html and personalization["to"][0]["email"] not in str(values)
-            assert subject.endswith(f"{values[digests.SUBJECT_TAG].split('«')[-1]}")
+            assert subject.endswith(f"{values[planning.SUBJECT_TAG].split('«')[-1]}")
             assert "Voirie" in html and "Paul Martin" in html
             assert set(personalization["custom_args"]) == {"delivery_id"}
     assert [d.state for d in all_deliveries()] == [DeliveryState.SENT] * 15
 
 
 def test_a_digest_too_large_for_substitutions_goes_in_a_request_of_its_own(db, fake_sendgrid, monkeypatch):
-    monkeypatch.setattr(digests, "MAX_SUBSTITUTION_BYTES", 100)
+    monkeypatch.setattr(planning, "MAX_SUBSTITUTION_BYTES", 100)
     make_recipients(2)
     for i in range(2):
         add_search(f"person{i}@example.com", name="Isère", departments=["38"])
@@ -425,11 +425,11 @@ def test_a_batch_costs_the_same_few_queries_whatever_its_size(db, monkeypatch):
     kind_of_send = planned.belongs_to
 
     def statements_for(recipient_ids):
-        from mailer.alerts import digests
+        from mailer.alerts import planning
         from mailer.batch import BatchSpec
 
         # Each batch as a fresh worker process sees it (tenders not yet rendered there)
-        digests._TENDER_VIEWS.clear()
+        planning._TENDER_VIEWS.clear()
         with counted_queries(db) as statements:
             outcome = deliver_batch(
                 BatchSpec("tender_digest", "tender_alerts", kind_of_send, tuple(recipient_ids))
@@ -459,13 +459,13 @@ def test_the_digest_run_command_reports_and_refuses_bad_input(db, two_readers, c
 
 
 def test_windows_are_days_and_iso_weeks_in_paris():
-    assert digests.window_of(Frequency.DAILY, dt.date(2026, 11, 26)) == "2026-11-26"
-    assert digests.window_of(Frequency.WEEKLY, dt.date(2026, 11, 26)) == "2026-11-23"
-    assert digests.window_of(Frequency.WEEKLY, dt.date(2026, 11, 23)) == "2026-11-23"
+    assert planning.window_of(Frequency.DAILY, dt.date(2026, 11, 26)) == "2026-11-26"
+    assert planning.window_of(Frequency.WEEKLY, dt.date(2026, 11, 26)) == "2026-11-23"
+    assert planning.window_of(Frequency.WEEKLY, dt.date(2026, 11, 23)) == "2026-11-23"
     # The window starts at the previous run, 07:00 Paris time, across the change to summer time
-    assert digests.window_start(Frequency.DAILY, "2026-03-29") == dt.datetime(
+    assert planning.window_start(Frequency.DAILY, "2026-03-29") == dt.datetime(
         2026, 3, 28, 6, 0, tzinfo=dt.UTC
     )
-    assert digests.window_start(Frequency.WEEKLY, "2026-11-23") == dt.datetime(
+    assert planning.window_start(Frequency.WEEKLY, "2026-11-23") == dt.datetime(
         2026, 11, 16, 6, 0, tzinfo=dt.UTC
     )

@@ -168,10 +168,10 @@ def test_erasing_a_recipient_removes_their_searches_and_location(db, reader, iso
 
     # When she asks for erasure before the digest goes out
     assert main(["subject", "erase", "marie@example.com", "--yes"]) == 0
-    from mailer.alerts import digests
+    from mailer.alerts import planning
     from mailer.delivery import deliver_batch
 
-    for spec in digests.pending_batches(planned.frequency, planned.window):
+    for spec in planning.pending_batches(planned.frequency, planned.window):
         deliver_batch(spec)
 
     # Then her searches and location are gone, and nothing was sent

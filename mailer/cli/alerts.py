@@ -148,7 +148,7 @@ def _as_of(value: str | None) -> dt.date | None:
         day = dt.date.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint="--as-of") from None
-    from mailer.alerts.digests import today_in_paris
+    from mailer.alerts.planning import today_in_paris
 
     # A future window would move every search's high-water mark now, and the real run on that
     # day would find nothing left to announce.
@@ -173,7 +173,7 @@ def run(frequency: str, as_of: str | None) -> None:
       mailer digest run --frequency weekly --as-of 2026-11-23
     """
     from mailer import actors
-    from mailer.alerts import digests as service
+    from mailer.alerts import planning as service
     from mailer.broker import embedded_worker
     from mailer.models import Delivery
 

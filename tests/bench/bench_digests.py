@@ -5,7 +5,7 @@ granted and S saved searches each (default 3), and a window of T tenders (defaul
 synthesised from the 758 real TED notices (their titles, descriptions, CPV codes, buyers and
 contacts; departments, values and deadlines drawn anew). Then it
 
-1. plans the daily window (``mailer.alerts.digests.plan``: index, match every search, store the
+1. plans the daily window (``mailer.alerts.planning.plan``: index, match every search, store the
    digests, claim the deliveries) and prints the matching time;
 2. measures the naive loop (every sampled search against every tender, ``naive_match``) on a
    sample of searches, extrapolates it to all of them, prints the ratio, and checks that both
@@ -287,19 +287,19 @@ def naive_baseline(url: str, sample: int, rng: random.Random, as_of: dt.date) ->
     """Every sampled search against every tender, one pair at a time; the index on the same sample."""
     import sqlalchemy as sa
 
-    from mailer.alerts import digests
+    from mailer.alerts import planning
     from mailer.alerts.matching import TenderIndex, naive_match
     from mailer.alerts.models import Frequency, SavedSearch, Tender
     from mailer.db import session_scope
 
     with session_scope(url, readonly=True) as session:
         high_water = session.scalar(sa.select(sa.func.max(Tender.id))) or 0
-        tenders = digests.window_tenders(session, 0, high_water, as_of)
+        tenders = planning.window_tenders(session, 0, high_water, as_of)
         last = session.scalar(sa.select(sa.func.max(SavedSearch.recipient_id))) or 0
         searches = []
         while len(searches) < sample:
             searches.extend(
-                digests.search_chunk(session, Frequency.DAILY, rng.randint(0, max(last - 1, 0)))[:3]
+                planning.search_chunk(session, Frequency.DAILY, rng.randint(0, max(last - 1, 0)))[:3]
             )
         searches = searches[:sample]
     started = time.perf_counter()
@@ -362,7 +362,7 @@ def end_to_end(
     import sqlalchemy as sa
 
     from mailer import actors
-    from mailer.alerts import digests
+    from mailer.alerts import planning
     from mailer.db import session_scope
     from mailer.models import Delivery, DeliveryState
 
@@ -408,7 +408,7 @@ def end_to_end(
         wait_for_line(fake_log, "fake SendGrid on", 1, 30)
         wait_for_line(worker_log, "is ready for action", args.processes, 60)
         watcher.start()
-        batches = digests.pending_batches(planned.frequency, planned.window)
+        batches = planning.pending_batches(planned.frequency, planned.window)
         total = sum(len(b.recipient_ids) for b in batches)
         database_name = url.rsplit("/", 1)[-1]
         pids = {"workers": worker.pid, "fake SendGrid": fake.pid}
@@ -504,7 +504,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import tempfile
 
     from mailer import migrations
-    from mailer.alerts import digests
+    from mailer.alerts import planning
     from mailer.alerts.models import Frequency
     from mailer.db import dispose_engines
 
@@ -517,7 +517,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         migrations.upgrade(url)
         figures.update(populate(url, args, rng))
-        planned = digests.plan(Frequency.DAILY, AS_OF)
+        planned = planning.plan(Frequency.DAILY, AS_OF)
         figures.update(planned.stats)
         figures["digests_planned"] = planned.digests
         figures["matching_seconds_total"] = planned.stats["index_seconds"] + planned.stats["matching_seconds"]
