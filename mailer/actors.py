@@ -10,6 +10,7 @@ from dramatiq.middleware import CurrentMessage
 from mailer import delivery, emails  # noqa: F401  (emails registers the kinds)
 from mailer.alerts import inbox as alert_inbox
 from mailer.alerts import planning  # registers the tender_digest kind
+from mailer.alerts.windows import parse_frequency
 from mailer.batch import BatchSpec
 from mailer.broker import (  # noqa: F401  (broker: set before any actor is declared)
     CAMPAIGN_QUEUE,
@@ -189,7 +190,7 @@ def run_digest(frequency: str, as_of: str) -> None:
     """
     import datetime as dt
 
-    planned = planning.plan(planning.parse_frequency(frequency), dt.date.fromisoformat(as_of))
+    planned = planning.plan(parse_frequency(frequency), dt.date.fromisoformat(as_of))
     if not planned.planned_now and _first_attempt():
         log.info("digest window %s already planned; nothing queued", planned.belongs_to)
         return

@@ -63,7 +63,7 @@ def use_embedded_default() -> None:
 def run() -> list[DemoRow]:
     """Create the database, import recipients, record an opposition, send, and report."""
     from mailer import actors, migrations, recipients
-    from mailer.alerts import formats, planning, searches, tenders
+    from mailer.alerts import formats, searches, tenders, windows
     from mailer.batch import split
     from mailer.broker import embedded_worker
     from mailer.config import get_settings
@@ -88,7 +88,7 @@ def run() -> list[DemoRow]:
             created_by="demo",
         )
         ids = list(session.scalars(sa.select(Recipient.id).order_by(Recipient.id)))
-        today = planning.today_in_paris()
+        today = windows.today_in_paris()
         tenders.import_tenders(session, redated(formats.read_tender_file(DEMO_TENDERS).records, today))
         searches.import_searches(session, searches.read_search_file(DEMO_SEARCHES).records)
         contacts.add_name(session, OPPOSED_CONTACT_NAME, source="support_request", created_by="demo")
@@ -102,7 +102,7 @@ def run() -> list[DemoRow]:
             created_by="demo",
         )
     # Tender alerts go out as the daily digest; the offers as one test message each.
-    offers = [p for p in PURPOSE_KEYS if p != planning.PURPOSE]
+    offers = [p for p in PURPOSE_KEYS if p != windows.PURPOSE]
     specs = [s for p in offers for s in split("test_message", p, f"demo:{p}", ids)]
     with embedded_worker():
         actors.enqueue(specs)
@@ -123,7 +123,7 @@ def run() -> list[DemoRow]:
         DemoRow(
             address=str(address),
             purpose=d.purpose,
-            what=d.belongs_to if d.kind == planning.DIGEST_KIND else d.kind,
+            what=d.belongs_to if d.kind == windows.DIGEST_KIND else d.kind,
             state=d.state.value,
             detail=d.skip_reason or d.error or "",
             eml=str(outbox.path_for(d.id)) if outbox.path_for(d.id).exists() else "",

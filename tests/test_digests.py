@@ -9,7 +9,7 @@ from email import policy
 import pytest
 import sqlalchemy as sa
 
-from mailer.alerts import planning
+from mailer.alerts import planning, windows
 from mailer.alerts.models import Digest, DigestRun, Frequency, SavedSearch
 from mailer.cli import main
 from mailer.db import session_scope
@@ -459,13 +459,13 @@ def test_the_digest_run_command_reports_and_refuses_bad_input(db, two_readers, c
 
 
 def test_windows_are_days_and_iso_weeks_in_paris():
-    assert planning.window_of(Frequency.DAILY, dt.date(2026, 11, 26)) == "2026-11-26"
-    assert planning.window_of(Frequency.WEEKLY, dt.date(2026, 11, 26)) == "2026-11-23"
-    assert planning.window_of(Frequency.WEEKLY, dt.date(2026, 11, 23)) == "2026-11-23"
+    assert windows.window_of(Frequency.DAILY, dt.date(2026, 11, 26)) == "2026-11-26"
+    assert windows.window_of(Frequency.WEEKLY, dt.date(2026, 11, 26)) == "2026-11-23"
+    assert windows.window_of(Frequency.WEEKLY, dt.date(2026, 11, 23)) == "2026-11-23"
     # The window starts at the previous run, 07:00 Paris time, across the change to summer time
-    assert planning.window_start(Frequency.DAILY, "2026-03-29") == dt.datetime(
+    assert windows.window_start(Frequency.DAILY, "2026-03-29") == dt.datetime(
         2026, 3, 28, 6, 0, tzinfo=dt.UTC
     )
-    assert planning.window_start(Frequency.WEEKLY, "2026-11-23") == dt.datetime(
+    assert windows.window_start(Frequency.WEEKLY, "2026-11-23") == dt.datetime(
         2026, 11, 16, 6, 0, tzinfo=dt.UTC
     )

@@ -34,7 +34,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from babel.dates import format_time
@@ -54,26 +53,29 @@ from mailer.alerts.matching import (
 )
 from mailer.alerts.models import Digest, DigestRun, Frequency, Geolocation, SavedSearch, Tender
 from mailer.alerts.places import places
+from mailer.alerts.windows import (
+    DIGEST_KIND,
+    PURPOSE,
+    belongs_to,
+    parse_belongs_to,
+    today_in_paris,
+    window_of,
+    window_start,
+)
 from mailer.batch import BatchSpec
 from mailer.config import get_settings
 from mailer.db import get_engine, id_in, in_chunks, session_scope, utcnow
 from mailer.emails import Addressed, Composition, RecipientView
-from mailer.errors import InvalidInput, TemplateProblem
+from mailer.errors import TemplateProblem
 from mailer.message import Envelope, OutgoingMessage
 from mailer.models import Delivery, DeliveryState, Recipient
-from mailer.purposes import N_, TENDER_ALERTS
+from mailer.purposes import N_
 from mailer.rendering import environment, gettext
 from mailer.suppression import contacts
 from mailer.suppression.tokens import preferences_url, unsubscribe_url
 
 log = logging.getLogger(__name__)
 
-DIGEST_KIND = "tender_digest"
-PURPOSE = TENDER_ALERTS.key
-#: The digests' clock: NouMa's users read them in France.
-DIGEST_TIME_ZONE = ZoneInfo("Europe/Paris")
-#: Local time of the morning run; a window runs from one run time to the next.
-DIGEST_RUN_TIME = dt.time(7, 0)
 #: Recipients whose searches are matched and written per step of the planning.
 PLAN_CHUNK = 5000
 #: Recipients per Dramatiq message. Each digest is rendered on its own, so a batch's memory grows
@@ -103,45 +105,6 @@ TAGS = (SUBJECT_TAG, TEXT_TAG, HTML_TAG, UNSUBSCRIBE_TAG, PREFERENCES_TAG)
 _ONE_LINE = re.compile(r"[ \t\r\n]+")
 #: A deadline with its time of day ("26 novembre 2026 à 12:00").
 DEADLINE_AT = N_("%(date)s at %(time)s")
-
-
-def window_of(frequency: Frequency, as_of: dt.date) -> str:
-    """The window a date falls in: the day, or the Monday of its week."""
-    if frequency == Frequency.WEEKLY:
-        return (as_of - dt.timedelta(days=as_of.weekday())).isoformat()
-    return as_of.isoformat()
-
-
-def window_start(frequency: Frequency, window: str) -> dt.datetime:
-    """When the window's tenders start arriving: the previous run time (UTC)."""
-    day = dt.date.fromisoformat(window)
-    # Wall-clock arithmetic in Paris: the previous run is at 07:00 local across a DST change too.
-    run_at = dt.datetime.combine(day, DIGEST_RUN_TIME, tzinfo=DIGEST_TIME_ZONE)
-    days = 7 if frequency == Frequency.WEEKLY else 1
-    return (run_at - dt.timedelta(days=days)).astimezone(dt.UTC)
-
-
-def belongs_to(frequency: Frequency, window: str) -> str:
-    """The deliveries' ``belongs_to`` of a window: part of the send key."""
-    return f"digest:{frequency.value}:{window}"
-
-
-def parse_belongs_to(value: str) -> tuple[Frequency, str]:
-    prefix, frequency, window = value.split(":")
-    if prefix != "digest":
-        raise ValueError(f"not a digest window: {value!r}")
-    return Frequency(frequency), window
-
-
-def today_in_paris(now: dt.datetime | None = None) -> dt.date:
-    return (now or utcnow()).astimezone(DIGEST_TIME_ZONE).date()
-
-
-def parse_frequency(value: str) -> Frequency:
-    try:
-        return Frequency(value)
-    except ValueError:
-        raise InvalidInput(f"unknown frequency {value!r}; expected daily or weekly") from None
 
 
 @dataclass

@@ -148,7 +148,7 @@ def _as_of(value: str | None) -> dt.date | None:
         day = dt.date.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint="--as-of") from None
-    from mailer.alerts.planning import today_in_paris
+    from mailer.alerts.windows import today_in_paris
 
     # A future window would move every search's high-water mark now, and the real run on that
     # day would find nothing left to announce.
@@ -174,11 +174,12 @@ def run(frequency: str, as_of: str | None) -> None:
     """
     from mailer import actors
     from mailer.alerts import planning as service
+    from mailer.alerts.windows import parse_frequency
     from mailer.broker import embedded_worker
     from mailer.models import Delivery
 
     day = _as_of(as_of)
-    plan = service.plan(service.parse_frequency(frequency), day)
+    plan = service.plan(parse_frequency(frequency), day)
     batches = service.pending_batches(plan.frequency, plan.window)
     with embedded_worker():
         actors.enqueue(batches)
