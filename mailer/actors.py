@@ -8,8 +8,11 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from mailer import delivery, emails  # noqa: F401  (emails registers the kinds)
+from mailer.alerts import (
+    digest_mail,  # noqa: F401  (registers the tender_digest kind)
+    planning,
+)
 from mailer.alerts import inbox as alert_inbox
-from mailer.alerts import planning  # registers the tender_digest kind
 from mailer.alerts.windows import parse_frequency
 from mailer.batch import BatchSpec
 from mailer.broker import (  # noqa: F401  (broker: set before any actor is declared)

@@ -9,7 +9,7 @@ from email import policy
 import pytest
 import sqlalchemy as sa
 
-from mailer.alerts import planning, windows
+from mailer.alerts import digest_mail, planning, windows
 from mailer.alerts.models import Digest, DigestRun, Frequency, SavedSearch
 from mailer.cli import main
 from mailer.db import session_scope
@@ -395,14 +395,14 @@ def test_digests_of_a_locale_share_one_request_with_substitutions_sendgrid_accep
             subject = substitute(body["subject"], values)
             html = substitute(body["content"][1]["value"], values)
             assert "[%" not in subject + html and personalization["to"][0]["email"] not in str(values)
-            assert subject.endswith(f"{values[planning.SUBJECT_TAG].split('«')[-1]}")
+            assert subject.endswith(f"{values[digest_mail.SUBJECT_TAG].split('«')[-1]}")
             assert "Voirie" in html and "Paul Martin" in html
             assert set(personalization["custom_args"]) == {"delivery_id"}
     assert [d.state for d in all_deliveries()] == [DeliveryState.SENT] * 15
 
 
 def test_a_digest_too_large_for_substitutions_goes_in_a_request_of_its_own(db, fake_sendgrid, monkeypatch):
-    monkeypatch.setattr(planning, "MAX_SUBSTITUTION_BYTES", 100)
+    monkeypatch.setattr(digest_mail, "MAX_SUBSTITUTION_BYTES", 100)
     make_recipients(2)
     for i in range(2):
         add_search(f"person{i}@example.com", name="Isère", departments=["38"])
@@ -425,11 +425,10 @@ def test_a_batch_costs_the_same_few_queries_whatever_its_size(db, monkeypatch):
     kind_of_send = planned.belongs_to
 
     def statements_for(recipient_ids):
-        from mailer.alerts import planning
         from mailer.batch import BatchSpec
 
         # Each batch as a fresh worker process sees it (tenders not yet rendered there)
-        planning._TENDER_VIEWS.clear()
+        digest_mail._TENDER_VIEWS.clear()
         with counted_queries(db) as statements:
             outcome = deliver_batch(
                 BatchSpec("tender_digest", "tender_alerts", kind_of_send, tuple(recipient_ids))
