@@ -9,7 +9,7 @@ from email import policy
 import pytest
 import sqlalchemy as sa
 
-from mailer.alerts import digest_mail, planning, windows
+from mailer.alerts import digest_content, digest_mail, planning, windows
 from mailer.alerts.models import Digest, DigestRun, Frequency, SavedSearch
 from mailer.cli import main
 from mailer.db import session_scope
@@ -428,7 +428,7 @@ def test_a_batch_costs_the_same_few_queries_whatever_its_size(db, monkeypatch):
         from mailer.batch import BatchSpec
 
         # Each batch as a fresh worker process sees it (tenders not yet rendered there)
-        digest_mail._TENDER_VIEWS.clear()
+        digest_content._TENDER_VIEWS.clear()
         with counted_queries(db) as statements:
             outcome = deliver_batch(
                 BatchSpec("tender_digest", "tender_alerts", kind_of_send, tuple(recipient_ids))
