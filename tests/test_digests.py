@@ -220,6 +220,26 @@ def test_a_run_message_retried_after_planning_queues_what_its_first_attempt_did_
     assert [(d.recipient_id, d.state) for d in all_deliveries()] == [(two_readers[0], DeliveryState.SENT)]
 
 
+def test_a_run_records_its_figures_with_every_step_timed(db, two_readers):
+    # Given a daily search and a tender, and no weekly search at all
+    add_search("marie@example.com", name="Isère", departments=["38"])
+    add_tenders(tender(title="Voirie"))
+
+    # When the daily window (something to match) and the weekly one (nothing) are planned
+    daily = plan()
+    weekly = plan(Frequency.WEEKLY)
+
+    # Then both record the same figures, every step timed even when it never ran, with the run
+    steps = {"index_seconds", "load_seconds", "matching_seconds", "write_seconds", "plan_seconds"}
+    assert set(daily.stats) == set(weekly.stats) == {"tenders_in_window", "searches"} | steps
+    assert (daily.stats["searches"], daily.stats["tenders_in_window"]) == (1, 1)
+    assert (weekly.stats["searches"], weekly.stats["matching_seconds"]) == (0, 0.0)
+    assert all(daily.stats[name] >= 0 for name in steps)
+    with session_scope(readonly=True) as session:
+        stored = session.scalars(sa.select(DigestRun).where(DigestRun.id == daily.run_id)).one()
+        assert stored.stats == daily.stats
+
+
 def test_a_planning_that_crashes_leaves_nothing_and_the_rerun_announces_everything(
     db, two_readers, monkeypatch
 ):

@@ -24,11 +24,13 @@ Sending goes through the delivery pipeline: gate at send time, then the digest m
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,11 +93,33 @@ class RunPlan:
         return belongs_to(self.frequency, self.window)
 
 
+class _Stopwatch:
+    """Seconds spent in each step of a planning, summed over its chunks: the run's stats."""
+
+    def __init__(self, *steps: str) -> None:
+        self.started = time.perf_counter()
+        self.seconds = dict.fromkeys(steps, 0.0)
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - started
+
+    def figures(self) -> dict[str, float]:
+        """``<step>_seconds`` for each step, and ``plan_seconds`` since the stopwatch started."""
+        figures = {f"{name}_seconds": round(seconds, 3) for name, seconds in self.seconds.items()}
+        figures["plan_seconds"] = round(time.perf_counter() - self.started, 3)
+        return figures
+
+
 def plan(frequency: Frequency, as_of: dt.date | None = None) -> RunPlan:
     """Plan a window once: match every active search, store the digests, claim the deliveries."""
     as_of = as_of or today_in_paris()
     window = window_of(frequency, as_of)
-    started = time.perf_counter()
+    stopwatch = _Stopwatch("index", "load", "matching", "write")
     with session_scope() as session:
         high_water = session.scalar(sa.select(sa.func.max(Tender.id))) or 0
         run_id = _insert_run(session, frequency, window, high_water)
@@ -117,80 +141,84 @@ def plan(frequency: Frequency, as_of: dt.date | None = None) -> RunPlan:
                 SavedSearch.frequency == frequency, SavedSearch.active.is_(True)
             )
         )
-        index_started = time.perf_counter()
-        index = TenderIndex(
-            window_tenders(session, lowest if lowest is not None else high_water, high_water, as_of)
-        )
-        stats: dict[str, Any] = {
-            "tenders_in_window": len(index),
-            "index_seconds": round(time.perf_counter() - index_started, 3),
-        }
-        matching = loading = writing = 0.0
+        with stopwatch.step("index"):
+            index = TenderIndex(
+                window_tenders(session, lowest if lowest is not None else high_water, high_water, as_of)
+            )
         searches = 0
         last_recipient = 0
-        kind_of_send = belongs_to(frequency, window)
         while True:
-            load_started = time.perf_counter()
-            chunk = search_chunk(session, frequency, last_recipient)
-            loading += time.perf_counter() - load_started
+            with stopwatch.step("load"):
+                chunk = search_chunk(session, frequency, last_recipient)
             if not chunk:
                 break
             last_recipient = chunk[-1].recipient_id
             searches += len(chunk)
-            match_started = time.perf_counter()
-            by_recipient: dict[int, list[SearchToMatch]] = defaultdict(list)
-            for search in chunk:
-                by_recipient[search.recipient_id].append(search)
-            digests = []
-            for recipient_id, own in by_recipient.items():
-                sections = digest_sections(index, own, window_floor=floor)
-                if sections:
-                    digests.append(
-                        {
-                            "run_id": run_id,
-                            "recipient_id": recipient_id,
-                            "sections": [list(s) for s in sections],
-                            "tender_count": sum(s[2] for s in sections),
-                        }
-                    )
-            matching += time.perf_counter() - match_started
-            write_started = time.perf_counter()
-            for rows in in_chunks(digests, WRITE_CHUNK):
-                session.execute(sa.insert(Digest), rows)
-            for ids in in_chunks([s.id for s in chunk], WRITE_CHUNK):
-                session.execute(
-                    sa.update(SavedSearch)
-                    .where(id_in(session, SavedSearch.id, ids))
-                    .values(announced_up_to=high_water)
-                    .execution_options(synchronize_session=False)
-                )
-            _claim_deliveries(session, kind_of_send, list(by_recipient))
-            writing += time.perf_counter() - write_started
+            with stopwatch.step("matching"):
+                by_recipient: dict[int, list[SearchToMatch]] = defaultdict(list)
+                for search in chunk:
+                    by_recipient[search.recipient_id].append(search)
+                digests = _digests(run_id, index, by_recipient, floor)
+            with stopwatch.step("write"):
+                _write_chunk(session, result.belongs_to, high_water, chunk, list(by_recipient), digests)
             result.recipients += len(by_recipient)
             result.digests += len(digests)
-        stats.update(
-            searches=searches,
-            matching_seconds=round(matching, 3),
-            load_seconds=round(loading, 3),
-            write_seconds=round(writing, 3),
-            plan_seconds=round(time.perf_counter() - started, 3),
-        )
-        result.stats = stats
+        result.stats = {"tenders_in_window": len(index), "searches": searches, **stopwatch.figures()}
         session.execute(
             sa.update(DigestRun)
             .where(DigestRun.id == run_id)
-            .values(recipients=result.recipients, digests=result.digests, stats=stats)
+            .values(recipients=result.recipients, digests=result.digests, stats=result.stats)
         )
     _refresh_statistics()
     log.info(
         "planned %s: %d recipients, %d digests, %d searches in %.1f s",
-        kind_of_send,
+        result.belongs_to,
         result.recipients,
         result.digests,
         searches,
-        stats["plan_seconds"],
+        result.stats["plan_seconds"],
     )
     return result
+
+
+def _digests(
+    run_id: int, index: TenderIndex, by_recipient: dict[int, list[SearchToMatch]], floor: int
+) -> list[dict[str, Any]]:
+    """The digest rows of recipients with something new: tender ids per search."""
+    digests = []
+    for recipient_id, own in by_recipient.items():
+        sections = digest_sections(index, own, window_floor=floor)
+        if sections:
+            digests.append(
+                {
+                    "run_id": run_id,
+                    "recipient_id": recipient_id,
+                    "sections": [list(s) for s in sections],
+                    "tender_count": sum(s[2] for s in sections),
+                }
+            )
+    return digests
+
+
+def _write_chunk(
+    session: Session,
+    kind_of_send: str,
+    high_water: int,
+    chunk: list[SearchToMatch],
+    recipient_ids: list[int],
+    digests: list[dict[str, Any]],
+) -> None:
+    """A chunk's digests stored, its searches' high-water marks moved, its deliveries claimed."""
+    for rows in in_chunks(digests, WRITE_CHUNK):
+        session.execute(sa.insert(Digest), rows)
+    for ids in in_chunks([s.id for s in chunk], WRITE_CHUNK):
+        session.execute(
+            sa.update(SavedSearch)
+            .where(id_in(session, SavedSearch.id, ids))
+            .values(announced_up_to=high_water)
+            .execution_options(synchronize_session=False)
+        )
+    _claim_deliveries(session, kind_of_send, recipient_ids)
 
 
 #: Tables a window's planning fills by the hundred thousand, just before the sends read them.
