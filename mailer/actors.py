@@ -7,12 +7,9 @@ import logging
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
-from mailer import delivery, emails  # noqa: F401  (emails registers the kinds)
-from mailer.alerts import (
-    digest_mail,  # noqa: F401  (registers the tender_digest kind)
-    planning,
-)
+from mailer import delivery
 from mailer.alerts import inbox as alert_inbox
+from mailer.alerts import planning
 from mailer.alerts.windows import parse_frequency
 from mailer.batch import BatchSpec
 from mailer.broker import (  # noqa: F401  (broker: set before any actor is declared)
@@ -22,7 +19,7 @@ from mailer.broker import (  # noqa: F401  (broker: set before any actor is decl
     PROVIDER_EVENTS_QUEUE,
     broker,
 )
-from mailer.campaigns import batches as campaign_batches  # registers the campaign kind
+from mailer.campaigns import batches as campaign_batches
 from mailer.campaigns import control as campaign_control
 from mailer.errors import MailerError
 from mailer.provider_events import service as provider_events

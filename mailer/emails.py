@@ -1,16 +1,19 @@
 """Every kind of e-mail the mailer sends, and how a batch of recipients becomes messages.
 
-A kind is a folder under ``templates/email/`` and a function decorated with ``@email_kind``
-that returns each recipient's template context (or a ``Skip``). "What mail do we send?" is
-answered by ``grep -rn "@email_kind" mailer``. Kinds whose content is written elsewhere (campaigns)
-register a ``Composer`` of their own.
+A kind is declared where it is defined, with ``@email_kind``: on a function returning each
+recipient's template context (or a ``Skip``), rendered from ``templates/email/<kind>/``; or on a
+``Composer`` class, for kinds that build their own messages (digests, campaigns). "What mail do we
+send?" is answered by ``KIND_MODULES`` below, or ``grep -rn "@email_kind" mailer``. The module
+declaring a kind is imported the first time the kind is needed: nothing imports a module only so
+that its kinds register.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar, cast
 
 from sqlalchemy.orm import Session
 
@@ -67,48 +70,87 @@ ContextBuilder = Callable[
     [Session, BatchSpec, Sequence[RecipientView]], Mapping[int, "dict[str, Any] | Skip"]
 ]
 
+#: Every kind of mail, and the module that declares it (imported when the kind is first needed).
+KIND_MODULES: dict[str, str] = {
+    "campaign": "mailer.campaigns.composer",
+    "tender_digest": "mailer.alerts.digest_mail",
+    "test_message": "mailer.emails",
+}
+
 _composers: dict[str, Composer] = {}
 _requeued_by_owner: set[str] = set()
 
+Declared = TypeVar("Declared", bound=Callable[..., Any])
 
-def register(kind: str, composer: Composer, *, requeued_by_owner: bool = False) -> None:
-    """Make a kind sendable; a kind is registered once.
 
-    ``requeued_by_owner``: the kind's own sweep queues its lost sends again (campaigns, which may
-    be paused); the delivery sweep then leaves its pending sends alone.
+def email_kind(kind: str, *, requeued_by_owner: bool = False) -> Callable[[Declared], Declared]:
+    """Declare a kind where it is defined: on a context builder or on a ``Composer`` class.
+
+    A context builder's kind is rendered from ``templates/email/<kind>/``, one message per
+    recipient. ``requeued_by_owner``: the kind's own sweep queues its lost sends again (campaigns,
+    which may be paused); the delivery sweep then leaves its pending sends alone.
     """
-    if kind in _composers and _composers[kind] is not composer:
+
+    def decorate(declared: Declared) -> Declared:
+        if isinstance(declared, type):
+            composer = cast(Composer, declared())
+        else:
+            composer = TemplateComposer(kind, cast(ContextBuilder, declared))
+        register(kind, composer, module=declared.__module__, requeued_by_owner=requeued_by_owner)
+        return declared
+
+    return decorate
+
+
+def register(kind: str, composer: Composer, *, module: str, requeued_by_owner: bool = False) -> None:
+    """Make a kind sendable, once, from the module ``KIND_MODULES`` names for it."""
+    if KIND_MODULES.get(kind) != module:
+        raise ValueError(
+            f"e-mail kind {kind!r} is declared in {module}: "
+            "mailer.emails.KIND_MODULES must name that module for it"
+        )
+    if kind in _composers:
         raise ValueError(f"e-mail kind {kind!r} is registered twice")
     _composers[kind] = composer
     if requeued_by_owner:
         _requeued_by_owner.add(kind)
 
 
+def _load(kind: str) -> None:
+    """Import the module declaring a kind; Python's import lock makes it run once."""
+    if kind in _composers or kind not in KIND_MODULES:
+        return
+    importlib.import_module(KIND_MODULES[kind])
+    if kind not in _composers:
+        raise LookupError(f"{KIND_MODULES[kind]} does not declare the e-mail kind {kind!r}")
+
+
+def _load_all() -> None:
+    for kind in KIND_MODULES:
+        _load(kind)
+
+
 def kinds_requeued_by_their_owner() -> frozenset[str]:
     """Kinds whose pending sends the delivery sweep must not queue again."""
+    _load_all()
     return frozenset(_requeued_by_owner)
 
 
 def composer_for(kind: str) -> Composer:
     """The composer of a kind; ValueError names the known ones otherwise."""
-    try:
-        return _composers[kind]
-    except KeyError:
-        raise ValueError(f"unknown e-mail kind {kind!r}; known: {', '.join(sorted(_composers))}") from None
+    composer = _composers.get(kind)
+    if composer is None:
+        _load(kind)
+        composer = _composers.get(kind)
+    if composer is None:
+        raise ValueError(f"unknown e-mail kind {kind!r}; known: {', '.join(known_kinds())}")
+    return composer
 
 
 def known_kinds() -> list[str]:
+    """Every kind of mail, each found through the module that declares it."""
+    _load_all()
     return sorted(_composers)
-
-
-def email_kind(kind: str) -> Callable[[ContextBuilder], ContextBuilder]:
-    """Declare a kind rendered from ``templates/email/<kind>/``, one message per recipient."""
-
-    def decorate(build: ContextBuilder) -> ContextBuilder:
-        register(kind, TemplateComposer(kind, build))
-        return build
-
-    return decorate
 
 
 def unsubscribe_headers(unsubscribe_link: str) -> dict[str, str]:

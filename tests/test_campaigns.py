@@ -253,9 +253,9 @@ def test_pause_resume_and_cancel_at_every_stage_leave_no_duplicate_and_no_hole(
 
 def _while_rendering(monkeypatch, compose):
     """Batches render through ``compose(real_compose, session, spec, addressed)``."""
-    from mailer.emails import _composers
+    from mailer.emails import _composers, composer_for
 
-    real = _composers["campaign"]
+    real = composer_for("campaign")
 
     class Wrapped:
         def compose(self, session, spec, addressed):

@@ -61,6 +61,7 @@ class _Shell:
     html: str
 
 
+@emails.email_kind(DIGEST_KIND)
 class DigestComposer:
     """Builds each recipient's digest; packs those of a locale into one SendGrid request.
 
@@ -248,6 +249,3 @@ def _render_digest(
     except Exception as error:
         raise TemplateProblem(f"email/{DIGEST_KIND}: {error!r}") from error
     return _Parts(subject=_ONE_LINE.sub(" ", subject).strip(), text=text.strip(), html=html.strip())
-
-
-emails.register(DIGEST_KIND, DigestComposer())

@@ -125,6 +125,7 @@ def content_locale(snapshot: CampaignSnapshot, recipient_locale: str) -> str:
     return recipient_locale if recipient_locale in snapshot.contents else "fr"
 
 
+@emails.email_kind(KIND, requeued_by_owner=True)
 class CampaignComposer:
     """Turns a campaign batch into one message per locale."""
 
@@ -179,6 +180,3 @@ class CampaignComposer:
                 )
             )
         return composition
-
-
-emails.register(KIND, CampaignComposer(), requeued_by_owner=True)
