@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from mailer.campaigns import batches, content, control
+from mailer.campaigns import batches, content, lifecycle
 from mailer.campaigns.models import Campaign, CampaignBatch
 from mailer.db import session_scope
 from mailer.models import Delivery
@@ -43,15 +43,15 @@ def write_content(root: Path, files: dict[str, dict[str, str]] | None = None) ->
 def new_campaign(root: Path, purpose: str = "nouma_offers", **options: Any) -> int:
     contents = content.read_content_dir(write_content(root))
     with session_scope() as session:
-        return control.create(
+        return lifecycle.create(
             session, name=options.pop("name", "Test campaign"), purpose=purpose, contents=contents, **options
         ).id
 
 
 def queue_and_start(campaign_id: int) -> list[int]:
     with session_scope() as session:
-        control.queue(session, campaign_id)
-    return control.start(campaign_id)
+        lifecycle.queue(session, campaign_id)
+    return lifecycle.start(campaign_id)
 
 
 def drain(batch_ids: list[int], *, max_passes: int = 10_000) -> list[int]:

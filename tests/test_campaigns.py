@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from mailer import consent
-from mailer.campaigns import batches, breaker, control
+from mailer.campaigns import batches, breaker, lifecycle
 from mailer.campaigns.models import BatchState, Campaign, CampaignBatch, CampaignState, PauseCause
 from mailer.db import session_scope, utcnow
 from mailer.errors import WrongCampaignState
@@ -117,8 +117,8 @@ def _deliveries(cid: int) -> list[Delivery]:
 def test_partner_offers_go_only_where_the_consent_covers_the_partner(db, fake_sendgrid, tmp_path):
     # Given partner lists v1 (Beta) and v2 (Acme, Beta), and consents given for each, or none
     with session_scope() as session:
-        control.add_partner_list(session, "v1", ["Beta"], created_by="test")
-        control.add_partner_list(session, "v2", ["Acme", "Beta"], created_by="test")
+        lifecycle.add_partner_list(session, "v1", ["Beta"], created_by="test")
+        lifecycle.add_partner_list(session, "v2", ["Acme", "Beta"], created_by="test")
         covered = make_recipient(session, "covered@example.com")
         older = make_recipient(session, "older@example.com")
         unknown = make_recipient(session, "noversion@example.com")
@@ -188,35 +188,35 @@ def test_pause_resume_and_cancel_at_every_stage_leave_no_duplicate_and_no_hole(
     future = utcnow() + dt.timedelta(hours=1)
     cid = new_campaign(tmp_path / "a", send_at=future)
     with session_scope() as session, pytest.raises(WrongCampaignState):
-        control.pause_by_operator(session, cid, operator="test")
+        lifecycle.pause_by_operator(session, cid, operator="test")
     with session_scope() as session:
-        control.queue(session, cid)
-    assert control.start(cid) == []  # not due yet
+        lifecycle.queue(session, cid)
+    assert lifecycle.start(cid) == []  # not due yet
     with session_scope() as session:
-        control.pause_by_operator(session, cid, operator="test")
-        assert control.resume(session, cid).started is False
+        lifecycle.pause_by_operator(session, cid, operator="test")
+        assert lifecycle.resume(session, cid).started is False
     assert campaign(cid).state == CampaignState.SCHEDULED
     # Its time comes: the sweep starts it
-    result = control.sweep(now=future + dt.timedelta(seconds=1))
+    result = lifecycle.sweep(now=future + dt.timedelta(seconds=1))
     assert result.started == [cid]
 
     # Running, nothing sent yet: pause; the queued messages arrive and put their batches back
     with session_scope() as session:
-        control.pause_by_operator(session, cid, operator="test")
+        lifecycle.pause_by_operator(session, cid, operator="test")
     assert drain(result.requeue) == []
     assert fake_sendgrid.requests == []
     assert batch_states(cid) == {"pending": 5}
     # Resume: the batches go again, from where it stopped
     with session_scope() as session:
-        resumed = control.resume(session, cid)
+        resumed = lifecycle.resume(session, cid)
     step = batches.run(resumed.release[0])  # one batch goes out, then the operator pauses
     with session_scope() as session:
-        control.pause_by_operator(session, cid, operator="test")
+        lifecycle.pause_by_operator(session, cid, operator="test")
     drain(resumed.release[1:] + step.release)  # the queued messages find the campaign paused
     sent_before = len(fake_sendgrid.recipients())
     assert sent_before == 2
     with session_scope() as session:
-        resumed = control.resume(session, cid)
+        resumed = lifecycle.resume(session, cid)
     # A duplicate of an already-done batch's message changes nothing
     drain(resumed.release + resumed.release)
     assert campaign(cid).state == CampaignState.COMPLETED
@@ -224,15 +224,15 @@ def test_pause_resume_and_cancel_at_every_stage_leave_no_duplicate_and_no_hole(
     assert sorted(fake_sendgrid.recipients()) == sorted(f"person{i}@example.com" for i in range(9))
     # Completed: nothing applies any more
     with session_scope() as session, pytest.raises(WrongCampaignState):
-        control.pause_by_operator(session, cid, operator="test")
+        lifecycle.pause_by_operator(session, cid, operator="test")
     with pytest.raises(WrongCampaignState):
-        control.cancel(cid, operator="test")
+        lifecycle.cancel(cid, operator="test")
 
     # Cancel mid-run: the rest is recorded skipped campaign_cancelled, once each
     other = new_campaign(tmp_path / "b")
     released = queue_and_start(other)
     step = batches.run(released[0])
-    control.cancel(other, operator="test")
+    lifecycle.cancel(other, operator="test")
     drain(released[1:] + step.release)  # messages still in the broker do nothing
     assert records_per_recipient(other) == dict.fromkeys(ids, 1)
     counts = outcomes(other)
@@ -243,11 +243,11 @@ def test_pause_resume_and_cancel_at_every_stage_leave_no_duplicate_and_no_hole(
     paused = new_campaign(tmp_path / "c")
     released = queue_and_start(paused)
     with session_scope() as session:
-        control.pause_by_operator(session, paused, operator="test")
-    control.cancel(paused, operator="test")
+        lifecycle.pause_by_operator(session, paused, operator="test")
+    lifecycle.cancel(paused, operator="test")
     assert outcomes(paused) == {("skipped", "campaign_cancelled"): 9}
     draft = new_campaign(tmp_path / "d")
-    control.cancel(draft, operator="test")
+    lifecycle.cancel(draft, operator="test")
     assert campaign(draft).state == CampaignState.CANCELLED and outcomes(draft) == {}
 
 
@@ -270,7 +270,7 @@ def test_cancel_while_a_batch_is_being_rendered_sends_nothing_more(db, fake_send
     released = queue_and_start(cid)
 
     def cancelling(real, session, spec, addressed):
-        control.cancel(cid, operator="test")  # another connection, while this batch renders
+        lifecycle.cancel(cid, operator="test")  # another connection, while this batch renders
         return real(session, spec, addressed)
 
     _while_rendering(monkeypatch, cancelling)
@@ -337,7 +337,7 @@ def test_frequency_cap_counts_marketing_mails_across_campaigns(db, fake_sendgrid
     ids = people(2, purposes=("nouma_offers", "partner_offers"))
     # Given a recipient who already got two campaign mails this week (one of each purpose)
     with session_scope() as session:
-        control.add_partner_list(session, "v1", ["Acme"], created_by="test")
+        lifecycle.add_partner_list(session, "v1", ["Acme"], created_by="test")
         session.execute(sa.update(consent.Consent).values(partner_list_version="v1"))
     drain(queue_and_start(new_campaign(tmp_path / "a")))
     withdraw(ids[1], "partner_offers")  # the other one gets only the first
@@ -393,7 +393,7 @@ def test_a_refused_api_key_pauses_the_campaign_and_fails_nobody(db, fake_sendgri
     assert {d.state for d in _deliveries(cid)} == {DeliveryState.PENDING}
     # The key is fixed; resume sends them, once
     with session_scope() as session:
-        resumed = control.resume(session, cid)
+        resumed = lifecycle.resume(session, cid)
     drain(resumed.release)
     assert outcomes(cid) == {("sent", None): 2}
     assert records_per_recipient(cid) == dict.fromkeys(ids, 1)
@@ -460,9 +460,9 @@ def test_the_complaint_breaker_pauses_running_campaigns_of_the_purpose_only(db, 
     assert "spam complaints at 8.33% of the last 12 deliveries (limit 0.10%)" in stopped.pause_reason
     # Resuming is refused while the rate stays high, unless forced
     with session_scope() as session, pytest.raises(WrongCampaignState, match="complaint breaker"):
-        control.resume(session, offers)
+        lifecycle.resume(session, offers)
     with session_scope() as session:
-        control.resume(session, offers, force=True)
+        lifecycle.resume(session, offers, force=True)
         assert breaker.check(session, "nouma_offers") == []  # judged on new deliveries only
 
 
@@ -541,10 +541,10 @@ def test_the_sweep_requeues_lost_batches_and_never_sends_twice(
     reserved = reserve and db.startswith("postgresql")
     assert outcomes(cid) == ({} if reserved else {("pending", None): len(spec.recipient_ids)})
     # When the sweep runs before the lease ends: nothing is lost yet
-    assert control.sweep().requeue == []
+    assert lifecycle.sweep().requeue == []
     # After the lease: every in-flight batch is queued again
     later = utcnow() + dt.timedelta(seconds=400)
-    result = control.sweep(now=later)
+    result = lifecycle.sweep(now=later)
     assert sorted(result.requeue) == sorted(released) and result.lost == len(released)
     # The delivery sweep leaves the campaign's pending sends to the campaign sweep
     assert delivery.sweep(now=later + dt.timedelta(hours=2)).requeue == []
@@ -605,7 +605,7 @@ def test_a_scheduled_campaign_is_started_by_its_delayed_message(db, tmp_path, st
     people(2)
     cid = new_campaign(tmp_path, send_at=utcnow() + dt.timedelta(seconds=1))
     with session_scope() as session:
-        control.queue(session, cid)
+        lifecycle.queue(session, cid)
     actors.start_campaign.send_with_options(args=(cid,), delay=1100)
     import time
 
@@ -633,7 +633,7 @@ def test_waiting_for_the_hourly_pace_is_not_a_failed_attempt(db, fake_sendgrid, 
     # Then it has not failed a single attempt, the sweep does not pause the campaign, nothing is lost
     with session_scope(readonly=True) as session:
         assert session.get(CampaignBatch, second).attempts == 0
-    control.sweep(now=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=30))
+    lifecycle.sweep(now=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=30))
     assert campaign(cid).state == CampaignState.RUNNING
     assert outcomes(cid) == Counter({("sent", None): 10})  # the second batch claims when its turn comes
     with session_scope(readonly=True) as session:
@@ -653,7 +653,7 @@ def test_a_cancel_while_a_request_fails_leaves_no_send_pending(db, fake_sendgrid
 
         def send(self, message):
             # The marketing team cancels while the request is on its way; SendGrid answers 503.
-            control.cancel(cid, operator="test")
+            lifecycle.cancel(cid, operator="test")
             return get_backend().send(message)
 
     batches.run(batch_id, backend=CancelledMeanwhile())

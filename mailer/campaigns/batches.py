@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from mailer import delivery
 from mailer.batch import BatchSpec
-from mailer.campaigns import breaker, control
+from mailer.campaigns import breaker, lifecycle
 from mailer.campaigns.composer import KIND
 from mailer.campaigns.models import (
     FINISHED_BATCH_STATES,
@@ -157,7 +157,7 @@ def _open(
     if batch.state in FINISHED_BATCH_STATES:
         return None, Step()
     if campaign.state == CampaignState.CANCELLED:
-        control.cancel_batch(session, batch_id, now=now)
+        lifecycle.cancel_batch(session, batch_id, now=now)
         return None, Step()
     if campaign.state != CampaignState.RUNNING:
         # Paused (or not started): the batch waits, pending, for resume to queue it again.
@@ -183,7 +183,7 @@ def _open(
         attempts=CampaignBatch.attempts + 1,
     ):
         return None, Step()
-    versions = control.covering_versions(session, campaign.partner) if campaign.partner else None
+    versions = lifecycle.covering_versions(session, campaign.partner) if campaign.partner else None
     spec = BatchSpec(KIND, campaign.purpose, belongs_to(campaign.id), tuple(batch.recipient_ids), versions)
     return Opened(batch_id, campaign.id, campaign.purpose, spec, batch.size, batch.attempts + 1), Step()
 
@@ -218,14 +218,14 @@ def _settle(
     batch_id = opened.batch_id
     campaign_id = opened.campaign_id
     if outcome.retry:
-        campaign = control.get(session, campaign_id)
+        campaign = lifecycle.get(session, campaign_id)
         if campaign.state == CampaignState.CANCELLED:
             # Cancelled while these were in flight; SendGrid did not take them: they go nowhere.
-            control.skip_pending_as_cancelled(session, campaign, list(opened.spec.recipient_ids), now=now)
-            control.cancel_batch(session, batch_id, now=now)
+            lifecycle.skip_pending_as_cancelled(session, campaign, list(opened.spec.recipient_ids), now=now)
+            lifecycle.cancel_batch(session, batch_id, now=now)
             return Step()
         if refused is not None:
-            control.pause(
+            lifecycle.pause(
                 session,
                 campaign_id,
                 reason=f"SendGrid refused the API key ({refused}); nothing failed: fix the key, then resume",
@@ -304,8 +304,8 @@ def _settle(
         last_error=outcome.last_error,
         now=now,
     )
-    released = control.release(session, campaign_id, now=now, limit=settings.campaign_batches_in_flight)
-    control.complete_if_done(session, campaign_id, now=now)
+    released = lifecycle.release(session, campaign_id, now=now, limit=settings.campaign_batches_in_flight)
+    lifecycle.complete_if_done(session, campaign_id, now=now)
     return Step(release=released)
 
 
@@ -348,7 +348,7 @@ def _count_failures(
     )
     budget = get_settings().campaign_error_budget
     if count is not None and count >= budget:
-        return control.pause(
+        return lifecycle.pause(
             session,
             campaign_id,
             reason=f"{count:,} failed sends in a row (error budget {budget:,}); last error: {last_error}",

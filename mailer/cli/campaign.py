@@ -90,14 +90,14 @@ def create(
       mailer campaign create --purpose partner_offers --partner Acme --name "Acme" --content ./acme
     """
     from mailer.campaigns import audience as audiences
-    from mailer.campaigns import content, control
+    from mailer.campaigns import content, lifecycle
 
     when = _when(send_at)
     if when is not None and when <= utcnow():
         raise click.BadParameter("is in the past", param_hint="--send-at")
     contents = content.read_content_dir(content_dir)
     with session_scope() as session:
-        created = control.create(
+        created = lifecycle.create(
             session,
             name=name,
             purpose=purpose,
@@ -108,7 +108,7 @@ def create(
             send_at=when,
             created_by=operator(),
         )
-        versions = control.covering_versions(session, created.partner) if created.partner else None
+        versions = lifecycle.covering_versions(session, created.partner) if created.partner else None
         size = audiences.count(session, purpose, created.audience, partner_list_versions=versions)
         console.print(
             f"campaign {created.id} created ({', '.join(sorted(contents))}); about {size:,} recipients "
@@ -185,13 +185,13 @@ def test_send(campaign_id: int, addresses: tuple[str, ...]) -> None:
 
     from mailer import delivery, recipients
     from mailer.batch import BatchSpec
-    from mailer.campaigns import composer, control
+    from mailer.campaigns import composer, lifecycle
     from mailer.models import Delivery, Recipient
 
     with session_scope(readonly=True) as session:
-        campaign = control.get(session, campaign_id)
+        campaign = lifecycle.get(session, campaign_id)
         ids = [recipients.get(session, a).id for a in addresses]
-        versions = control.covering_versions(session, campaign.partner) if campaign.partner else None
+        versions = lifecycle.covering_versions(session, campaign.partner) if campaign.partner else None
         purpose = campaign.purpose
     belongs_to = f"{composer.TEST_PREFIX}{campaign_id}:{uuid.uuid4().hex[:12]}"
     delivery.deliver_now(BatchSpec(composer.KIND, purpose, belongs_to, tuple(dict.fromkeys(ids)), versions))
@@ -221,11 +221,11 @@ def queue(campaign_id: int) -> None:
     """
     from mailer import actors
     from mailer.broker import embedded_worker
-    from mailer.campaigns import control
+    from mailer.campaigns import lifecycle
 
     with session_scope() as session:
-        queued = control.queue(session, campaign_id)
-        due = control.is_due(queued)
+        queued = lifecycle.queue(session, campaign_id)
+        due = lifecycle.is_due(queued)
         send_at = queued.send_at
     if not due and send_at is not None:
         delay_ms = int((send_at - utcnow()).total_seconds() * 1000)
@@ -234,9 +234,9 @@ def queue(campaign_id: int) -> None:
             f"campaign {campaign_id} scheduled for {send_at.astimezone(LOCAL_ZONE):%Y-%m-%d %H:%M %Z}"
         )
         return
-    released = control.start(campaign_id)
+    released = lifecycle.start(campaign_id)
     with session_scope(readonly=True) as session:
-        started = control.get(session, campaign_id)
+        started = lifecycle.get(session, campaign_id)
         total, batches = started.recipients_total, started.batches_total
     console.print(f"campaign {campaign_id} started: {total:,} recipients in {batches:,} batches")
     with embedded_worker():
@@ -244,7 +244,7 @@ def queue(campaign_id: int) -> None:
 
 
 def _status_table(st: object) -> Table:
-    from mailer.campaigns.control import Status
+    from mailer.campaigns.lifecycle import Status
 
     assert isinstance(st, Status)
     c = st.campaign
@@ -277,11 +277,11 @@ def status(campaign_id: int, watch: bool) -> None:
     Example:
       mailer campaign status 12 --watch
     """
-    from mailer.campaigns import control
+    from mailer.campaigns import lifecycle
 
-    def read() -> control.Status:
+    def read() -> lifecycle.Status:
         with session_scope(readonly=True) as session:
-            return control.status(session, campaign_id)
+            return lifecycle.status(session, campaign_id)
 
     current = read()
     if not watch:
@@ -300,7 +300,7 @@ def status(campaign_id: int, watch: bool) -> None:
                 rate=f"{current.rate_per_second:,.0f}/s",
             )
             live.update(Group(progress, _status_table(current)))
-            if control.finished(current.campaign):
+            if lifecycle.finished(current.campaign):
                 break
             time.sleep(WATCH_INTERVAL)
             current = read()
@@ -315,10 +315,10 @@ def pause(campaign_id: int) -> None:
     Example:
       mailer campaign pause 12
     """
-    from mailer.campaigns import control
+    from mailer.campaigns import lifecycle
 
     with session_scope() as session:
-        control.pause_by_operator(session, campaign_id, operator=operator())
+        lifecycle.pause_by_operator(session, campaign_id, operator=operator())
     console.print(f"campaign {campaign_id} paused")
 
 
@@ -332,19 +332,19 @@ def resume(campaign_id: int, force: bool) -> None:
     Example:
       mailer campaign resume 12
     """
-    from mailer.campaigns import control
+    from mailer.campaigns import lifecycle
 
     with session_scope() as session:
-        resumed = control.resume(session, campaign_id, force=force)
+        resumed = lifecycle.resume(session, campaign_id, force=force)
     if resumed.started:
         _enqueue(resumed.release)
         console.print(f"campaign {campaign_id} resumed ({len(resumed.release)} batches queued)")
         return
     with session_scope(readonly=True) as session:
-        again = control.get(session, campaign_id)
-        due, send_at = control.is_due(again), again.send_at
+        again = lifecycle.get(session, campaign_id)
+        due, send_at = lifecycle.is_due(again), again.send_at
     if due:
-        _enqueue(control.start(campaign_id))
+        _enqueue(lifecycle.start(campaign_id))
         console.print(f"campaign {campaign_id} resumed and started")
     elif send_at is not None:
         from mailer import actors
@@ -366,15 +366,15 @@ def cancel(campaign_id: int, yes: bool) -> None:
     Example:
       mailer campaign cancel 12 --yes
     """
-    from mailer.campaigns import control
+    from mailer.campaigns import lifecycle
 
     with session_scope(readonly=True) as session:
-        control.get(session, campaign_id)
+        lifecycle.get(session, campaign_id)
     if not yes:
         click.confirm(f"Cancel campaign {campaign_id} for good?", abort=True)
     with Progress(console=console_err, transient=True) as progress:
         task = progress.add_task("recording the recipients not sent to", total=None)
-        closed = control.cancel(
+        closed = lifecycle.cancel(
             campaign_id, operator=operator(), progress=lambda n: progress.advance(task, n)
         )
     console.print(f"campaign {campaign_id} cancelled; {closed:,} batches closed")
@@ -389,10 +389,10 @@ def list_(limit: int) -> None:
     Example:
       mailer campaign list
     """
-    from mailer.campaigns import control
+    from mailer.campaigns import lifecycle
 
     with session_scope(readonly=True) as session:
-        rows = control.listing(session, limit=limit)
+        rows = lifecycle.listing(session, limit=limit)
     table = Table("id", "name", "purpose", "partner", "state", "recipients", "send at", "created")
     for c in rows:
         table.add_row(
@@ -424,11 +424,11 @@ def sweep(every: int | None) -> None:
     """
     from mailer import actors, delivery
     from mailer.broker import embedded_worker
-    from mailer.campaigns import control
+    from mailer.campaigns import lifecycle
 
     while True:
         settled = delivery.sweep()
-        result = control.sweep()
+        result = lifecycle.sweep()
         with embedded_worker():
             actors.enqueue(settled.requeue)
             actors.enqueue_campaign_batches(result.requeue)
@@ -460,10 +460,10 @@ def partner_list_add(version: str, partners: tuple[str, ...]) -> None:
     Example:
       mailer campaign partner-list add 2026-11 Acme "Bâtiment Plus"
     """
-    from mailer.campaigns import control
+    from mailer.campaigns import lifecycle
 
     with session_scope() as session:
-        entry = control.add_partner_list(session, version, list(partners), created_by=operator())
+        entry = lifecycle.add_partner_list(session, version, list(partners), created_by=operator())
         console.print(f"partner list {entry.version}: {', '.join(entry.partners)}")
 
 
@@ -475,10 +475,10 @@ def partner_list_show() -> None:
     Example:
       mailer campaign partner-list show
     """
-    from mailer.campaigns import control
+    from mailer.campaigns import lifecycle
 
     with session_scope(readonly=True) as session:
-        rows = control.partner_lists(session)
+        rows = lifecycle.partner_lists(session)
     if not rows:
         raise InvalidInput("no partner list recorded yet (mailer campaign partner-list add)")
     table = Table("version", "partners", "recorded")

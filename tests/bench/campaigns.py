@@ -241,7 +241,7 @@ def run(args: argparse.Namespace) -> Result:
         result.load_seconds = time.monotonic() - started
         print(f"loaded {len(ids):,} recipients with COPY in {result.load_seconds:.1f} s", flush=True)
 
-        from mailer.campaigns import content, control
+        from mailer.campaigns import content, lifecycle
         from mailer.db import session_scope
 
         folder = workdir / "content"
@@ -251,8 +251,8 @@ def run(args: argparse.Namespace) -> Result:
                 (folder / locale / name).write_text(text, encoding="utf-8")
         contents = content.read_content_dir(folder)
         with session_scope() as session:
-            main_id = control.create(session, name="bench", purpose="nouma_offers", contents=contents).id
-            naive_id = control.create(
+            main_id = lifecycle.create(session, name="bench", purpose="nouma_offers", contents=contents).id
+            naive_id = lifecycle.create(
                 session, name="bench naive", purpose="nouma_offers", contents=contents
             ).id
 
@@ -294,8 +294,8 @@ def run(args: argparse.Namespace) -> Result:
             cpu_before = cpu_seconds(database_name, pids)
             t0 = time.time()
             with session_scope() as session:
-                control.queue(session, main_id)
-            for batch_id in control.start(main_id):
+                lifecycle.queue(session, main_id)
+            for batch_id in lifecycle.start(main_id):
                 broker.enqueue(_message("campaigns", "send_campaign_batch", (batch_id,)))
             last = wait_settled(
                 f"campaign:{main_id}", args.recipients, args.timeout, port=port, target=args.recipients
