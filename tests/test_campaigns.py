@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from mailer import consent
-from mailer.campaigns import batches, breaker, lifecycle
+from mailer.campaigns import batches, breaker, lifecycle, partners
 from mailer.campaigns.models import BatchState, Campaign, CampaignBatch, CampaignState, PauseCause
 from mailer.db import session_scope, utcnow
 from mailer.errors import WrongCampaignState
@@ -117,8 +117,8 @@ def _deliveries(cid: int) -> list[Delivery]:
 def test_partner_offers_go_only_where_the_consent_covers_the_partner(db, fake_sendgrid, tmp_path):
     # Given partner lists v1 (Beta) and v2 (Acme, Beta), and consents given for each, or none
     with session_scope() as session:
-        lifecycle.add_partner_list(session, "v1", ["Beta"], created_by="test")
-        lifecycle.add_partner_list(session, "v2", ["Acme", "Beta"], created_by="test")
+        partners.add_partner_list(session, "v1", ["Beta"], created_by="test")
+        partners.add_partner_list(session, "v2", ["Acme", "Beta"], created_by="test")
         covered = make_recipient(session, "covered@example.com")
         older = make_recipient(session, "older@example.com")
         unknown = make_recipient(session, "noversion@example.com")
@@ -337,7 +337,7 @@ def test_frequency_cap_counts_marketing_mails_across_campaigns(db, fake_sendgrid
     ids = people(2, purposes=("nouma_offers", "partner_offers"))
     # Given a recipient who already got two campaign mails this week (one of each purpose)
     with session_scope() as session:
-        lifecycle.add_partner_list(session, "v1", ["Acme"], created_by="test")
+        partners.add_partner_list(session, "v1", ["Acme"], created_by="test")
         session.execute(sa.update(consent.Consent).values(partner_list_version="v1"))
     drain(queue_and_start(new_campaign(tmp_path / "a")))
     withdraw(ids[1], "partner_offers")  # the other one gets only the first

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from mailer import delivery
 from mailer.batch import BatchSpec
-from mailer.campaigns import breaker, lifecycle
+from mailer.campaigns import breaker, lifecycle, partners
 from mailer.campaigns.composer import KIND
 from mailer.campaigns.models import (
     FINISHED_BATCH_STATES,
@@ -183,7 +183,7 @@ def _open(
         attempts=CampaignBatch.attempts + 1,
     ):
         return None, Step()
-    versions = lifecycle.covering_versions(session, campaign.partner) if campaign.partner else None
+    versions = partners.covering_versions(session, campaign.partner) if campaign.partner else None
     spec = BatchSpec(KIND, campaign.purpose, belongs_to(campaign.id), tuple(batch.recipient_ids), versions)
     return Opened(batch_id, campaign.id, campaign.purpose, spec, batch.size, batch.attempts + 1), Step()
 

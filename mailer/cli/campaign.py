@@ -90,7 +90,7 @@ def create(
       mailer campaign create --purpose partner_offers --partner Acme --name "Acme" --content ./acme
     """
     from mailer.campaigns import audience as audiences
-    from mailer.campaigns import content, lifecycle
+    from mailer.campaigns import content, lifecycle, partners
 
     when = _when(send_at)
     if when is not None and when <= utcnow():
@@ -108,7 +108,7 @@ def create(
             send_at=when,
             created_by=operator(),
         )
-        versions = lifecycle.covering_versions(session, created.partner) if created.partner else None
+        versions = partners.covering_versions(session, created.partner) if created.partner else None
         size = audiences.count(session, purpose, created.audience, partner_list_versions=versions)
         console.print(
             f"campaign {created.id} created ({', '.join(sorted(contents))}); about {size:,} recipients "
@@ -185,13 +185,13 @@ def test_send(campaign_id: int, addresses: tuple[str, ...]) -> None:
 
     from mailer import delivery, recipients
     from mailer.batch import BatchSpec
-    from mailer.campaigns import composer, lifecycle
+    from mailer.campaigns import composer, lifecycle, partners
     from mailer.models import Delivery, Recipient
 
     with session_scope(readonly=True) as session:
         campaign = lifecycle.get(session, campaign_id)
         ids = [recipients.get(session, a).id for a in addresses]
-        versions = lifecycle.covering_versions(session, campaign.partner) if campaign.partner else None
+        versions = partners.covering_versions(session, campaign.partner) if campaign.partner else None
         purpose = campaign.purpose
     belongs_to = f"{composer.TEST_PREFIX}{campaign_id}:{uuid.uuid4().hex[:12]}"
     delivery.deliver_now(BatchSpec(composer.KIND, purpose, belongs_to, tuple(dict.fromkeys(ids)), versions))
@@ -460,10 +460,10 @@ def partner_list_add(version: str, partners: tuple[str, ...]) -> None:
     Example:
       mailer campaign partner-list add 2026-11 Acme "Bâtiment Plus"
     """
-    from mailer.campaigns import lifecycle
+    from mailer.campaigns import partners as partner_lists
 
     with session_scope() as session:
-        entry = lifecycle.add_partner_list(session, version, list(partners), created_by=operator())
+        entry = partner_lists.add_partner_list(session, version, list(partners), created_by=operator())
         console.print(f"partner list {entry.version}: {', '.join(entry.partners)}")
 
 
@@ -475,10 +475,10 @@ def partner_list_show() -> None:
     Example:
       mailer campaign partner-list show
     """
-    from mailer.campaigns import lifecycle
+    from mailer.campaigns import partners as partner_lists
 
     with session_scope(readonly=True) as session:
-        rows = lifecycle.partner_lists(session)
+        rows = partner_lists.partner_lists(session)
     if not rows:
         raise InvalidInput("no partner list recorded yet (mailer campaign partner-list add)")
     table = Table("version", "partners", "recorded")
