@@ -101,6 +101,39 @@ def test_the_marketing_flow_from_the_command_line(sqlite_db, tmp_path, capsys):
     assert code == 0 and "0 campaigns started" in out
 
 
+def test_a_campaign_with_a_send_time_waits_for_it_through_pause_and_resume(sqlite_db, tmp_path, capsys):
+    import datetime as dt
+
+    from mailer.broker import broker
+    from mailer.campaigns.models import Campaign, CampaignState
+
+    # Given a campaign to start tomorrow at 09:00 Paris time, and an empty broker
+    with session_scope() as session:
+        make_recipient(session, "person0@example.com", granted=["nouma_offers"])
+    folder = write_content(tmp_path / "content")
+    tomorrow = dt.date.today() + dt.timedelta(days=1)
+    args = ["--purpose", "nouma_offers", "--name", "Noël", "--content", str(folder)]
+    assert run(capsys, "campaign", "create", *args, "--send-at", f"{tomorrow}T09:00")[0] == 0
+    broker.flush_all()
+
+    # When it is queued, paused, then resumed
+    code, queued, _ = run(capsys, "campaign", "queue", "1")
+    assert run(capsys, "campaign", "pause", "1")[0] == 0
+    code_resumed, resumed, _ = run(capsys, "campaign", "resume", "1")
+
+    # Then each time it waits for 09:00, with a start message delayed until then, and nothing sent
+    assert code == code_resumed == 0
+    assert f"campaign 1 scheduled for {tomorrow} 09:00 CE" in queued
+    assert f"campaign 1 scheduled again for {tomorrow} 09:00 CE" in resumed
+    delayed = broker.queues["campaigns.DQ"]
+    assert delayed.qsize() == 2
+    with session_scope(readonly=True) as session:
+        waiting = session.get(Campaign, 1)
+        assert waiting is not None and waiting.state == CampaignState.SCHEDULED
+    assert table_counts()["deliveries"] == 0
+    broker.flush_all()
+
+
 @pytest.mark.parametrize(
     "args",
     [

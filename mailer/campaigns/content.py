@@ -282,6 +282,15 @@ class RenderedCampaign:
             for variable, key, html in self.used
         }
 
+    def as_received(self, values: Mapping[str, str]) -> tuple[str, str, str]:
+        """(subject, text, html) as one recipient reads them, the substitutions applied (previews)."""
+        applied = self.substitutions_for(values)
+        return (
+            substitute(self.subject, applied),
+            substitute(self.text, applied),
+            substitute(self.html, applied),
+        )
+
 
 @functools.lru_cache(maxsize=64)
 def _compiled(content: LocaleContent) -> tuple[jinja2.Template, jinja2.Template, jinja2.Template]:

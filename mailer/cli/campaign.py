@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-import uuid
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -43,6 +42,14 @@ def _enqueue(batch_ids: list[int]) -> None:
 
     with embedded_worker():
         actors.enqueue_campaign_batches(batch_ids)
+
+
+def _start_later(campaign_id: int, start_at: dt.datetime) -> None:
+    """A delayed start message (with Redis); the sweep starts it too, should the broker lose it."""
+    from mailer import actors
+    from mailer.campaigns.operations import start_delay_ms
+
+    actors.start_campaign.send_with_options(args=(campaign_id,), delay=start_delay_ms(start_at))
 
 
 @mailer.group()
@@ -89,32 +96,27 @@ def create(
         --audience 'locale == "fr"' --send-at 2026-12-01T09:00
       mailer campaign create --purpose partner_offers --partner Acme --name "Acme" --content ./acme
     """
-    from mailer.campaigns import audience as audiences
-    from mailer.campaigns import content, lifecycle, partners
+    from mailer.campaigns import operations
 
     when = _when(send_at)
     if when is not None and when <= utcnow():
         raise click.BadParameter("is in the past", param_hint="--send-at")
-    contents = content.read_content_dir(content_dir)
-    with session_scope() as session:
-        created = lifecycle.create(
-            session,
-            name=name,
-            purpose=purpose,
-            contents=contents,
-            partner=partner,
-            partner_list_version=partner_list,
-            audience_expression=audience,
-            send_at=when,
-            created_by=operator(),
-        )
-        versions = partners.covering_versions(session, created.partner) if created.partner else None
-        size = audiences.count(session, purpose, created.audience, partner_list_versions=versions)
-        console.print(
-            f"campaign {created.id} created ({', '.join(sorted(contents))}); about {size:,} recipients "
-            "today (resolved when it starts)"
-        )
-        console.print(f"next: mailer campaign preview {created.id}; mailer campaign queue {created.id}")
+    created = operations.create(
+        name=name,
+        purpose=purpose,
+        content_dir=content_dir,
+        partner=partner,
+        partner_list_version=partner_list,
+        audience_expression=audience,
+        send_at=when,
+        created_by=operator(),
+    )
+    cid = created.campaign_id
+    console.print(
+        f"campaign {cid} created ({', '.join(created.locales)}); about {created.audience_today:,} "
+        "recipients today (resolved when it starts)"
+    )
+    console.print(f"next: mailer campaign preview {cid}; mailer campaign queue {cid}")
 
 
 @campaign.command()
@@ -135,38 +137,14 @@ def preview(campaign_id: int, locale: str, address: str | None, output: Path) ->
     Example:
       mailer campaign preview 12 --locale en --recipient marie@example.com
     """
-    from mailer import recipients
-    from mailer.campaigns import composer, content
-    from mailer.outbox import substitute
-    from mailer.suppression.tokens import preferences_url, unsubscribe_url
+    from mailer.campaigns import operations
 
-    with session_scope(readonly=True) as session:
-        snapshot = composer.load(session, campaign_id)
-        if address is not None:
-            person = recipients.get(session, address)
-            used_locale = composer.content_locale(snapshot, person.locale)
-            values = content.recipient_values(
-                used_locale,
-                person.name,
-                unsubscribe_url(person.id, snapshot.purpose),
-                preferences_url(person.id),
-            )
-        else:
-            used_locale = composer.content_locale(snapshot, locale)
-            values = content.sample_values(used_locale, "Marie Dupont")
-    if used_locale != (locale if address is None else used_locale):
-        console_err.print(f"no {locale} content: showing {used_locale}")
-    mail = composer.rendered(snapshot, used_locale)
-    subs = mail.substitutions_for(values)
-    output.mkdir(parents=True, exist_ok=True)
-    stem = output / f"campaign-{campaign_id}-{used_locale}"
-    html_path, text_path = stem.with_suffix(".html"), stem.with_suffix(".txt")
-    html_path.write_text(substitute(mail.html, subs), encoding="utf-8")
-    subject = substitute(mail.subject, subs)
-    text_path.write_text(f"Subject: {subject}\n\n{substitute(mail.text, subs)}", encoding="utf-8")
-    console.print(f"subject: {subject}", markup=False)
-    console.print(f"html: {html_path}", markup=False)
-    console.print(f"text: {text_path}", markup=False)
+    shown = operations.preview(campaign_id, locale=locale, address=address, output=output)
+    if address is None and shown.locale != locale:
+        console_err.print(f"no {locale} content: showing {shown.locale}")
+    console.print(f"subject: {shown.subject}", markup=False)
+    console.print(f"html: {shown.html_path}", markup=False)
+    console.print(f"text: {shown.text_path}", markup=False)
 
 
 @campaign.command(name="test")
@@ -181,30 +159,11 @@ def test_send(campaign_id: int, addresses: tuple[str, ...]) -> None:
     Example:
       mailer campaign test 12 --to marketing@example.com --to boss@example.com
     """
-    import sqlalchemy as sa
+    from mailer.campaigns import operations
 
-    from mailer import delivery, recipients
-    from mailer.batch import BatchSpec
-    from mailer.campaigns import composer, lifecycle, partners
-    from mailer.models import Delivery, Recipient
-
-    with session_scope(readonly=True) as session:
-        campaign = lifecycle.get(session, campaign_id)
-        ids = [recipients.get(session, a).id for a in addresses]
-        versions = partners.covering_versions(session, campaign.partner) if campaign.partner else None
-        purpose = campaign.purpose
-    belongs_to = f"{composer.TEST_PREFIX}{campaign_id}:{uuid.uuid4().hex[:12]}"
-    delivery.deliver_now(BatchSpec(composer.KIND, purpose, belongs_to, tuple(dict.fromkeys(ids)), versions))
-    with session_scope(readonly=True) as session:
-        rows = session.execute(
-            sa.select(Recipient.address, Delivery.state, Delivery.skip_reason, Delivery.error)
-            .join(Recipient, Recipient.id == Delivery.recipient_id)
-            .where(Delivery.purpose == purpose, Delivery.belongs_to == belongs_to)
-            .order_by(Recipient.address)
-        ).all()
-    for address, state, reason, error in rows:
-        detail = f" ({reason or error})" if reason or error else ""
-        console.print(f"{address}: {state.value}{detail}", markup=False)
+    for seed in operations.test_send(campaign_id, list(addresses)):
+        detail = f" ({seed.detail})" if seed.detail else ""
+        console.print(f"{seed.address}: {seed.state}{detail}", markup=False)
 
 
 @campaign.command()
@@ -219,28 +178,17 @@ def queue(campaign_id: int) -> None:
     Example:
       mailer campaign queue 12
     """
-    from mailer import actors
-    from mailer.broker import embedded_worker
-    from mailer.campaigns import lifecycle
+    from mailer.campaigns import operations
 
-    with session_scope() as session:
-        queued = lifecycle.queue(session, campaign_id)
-        due = lifecycle.is_due(queued)
-        send_at = queued.send_at
-    if not due and send_at is not None:
-        delay_ms = int((send_at - utcnow()).total_seconds() * 1000)
-        actors.start_campaign.send_with_options(args=(campaign_id,), delay=max(0, delay_ms))
-        console.print(
-            f"campaign {campaign_id} scheduled for {send_at.astimezone(LOCAL_ZONE):%Y-%m-%d %H:%M %Z}"
-        )
+    going = operations.queue(campaign_id)
+    if going.start_at is not None:
+        _start_later(campaign_id, going.start_at)
+        when = going.start_at.astimezone(LOCAL_ZONE)
+        console.print(f"campaign {campaign_id} scheduled for {when:%Y-%m-%d %H:%M %Z}")
         return
-    released = lifecycle.start(campaign_id)
-    with session_scope(readonly=True) as session:
-        started = lifecycle.get(session, campaign_id)
-        total, batches = started.recipients_total, started.batches_total
+    total, batches = going.recipients_total, going.batches_total
     console.print(f"campaign {campaign_id} started: {total:,} recipients in {batches:,} batches")
-    with embedded_worker():
-        actors.enqueue_campaign_batches(released)
+    _enqueue(going.batches)
 
 
 def _status_table(st: object) -> Table:
@@ -332,28 +280,19 @@ def resume(campaign_id: int, force: bool) -> None:
     Example:
       mailer campaign resume 12
     """
-    from mailer.campaigns import lifecycle
+    from mailer.campaigns import operations
 
-    with session_scope() as session:
-        resumed = lifecycle.resume(session, campaign_id, force=force)
-    if resumed.started:
-        _enqueue(resumed.release)
-        console.print(f"campaign {campaign_id} resumed ({len(resumed.release)} batches queued)")
+    going = operations.resume(campaign_id, force=force)
+    if going.start_at is not None:
+        _start_later(campaign_id, going.start_at)
+        when = going.start_at.astimezone(LOCAL_ZONE)
+        console.print(f"campaign {campaign_id} scheduled again for {when:%Y-%m-%d %H:%M %Z}")
         return
-    with session_scope(readonly=True) as session:
-        again = lifecycle.get(session, campaign_id)
-        due, send_at = lifecycle.is_due(again), again.send_at
-    if due:
-        _enqueue(lifecycle.start(campaign_id))
+    _enqueue(going.batches)
+    if going.continued:
+        console.print(f"campaign {campaign_id} resumed ({len(going.batches)} batches queued)")
+    else:
         console.print(f"campaign {campaign_id} resumed and started")
-    elif send_at is not None:
-        from mailer import actors
-
-        delay_ms = int((send_at - utcnow()).total_seconds() * 1000)
-        actors.start_campaign.send_with_options(args=(campaign_id,), delay=max(0, delay_ms))
-        console.print(
-            f"campaign {campaign_id} scheduled again for {send_at.astimezone(LOCAL_ZONE):%Y-%m-%d %H:%M %Z}"
-        )
 
 
 @campaign.command()
@@ -366,7 +305,7 @@ def cancel(campaign_id: int, yes: bool) -> None:
     Example:
       mailer campaign cancel 12 --yes
     """
-    from mailer.campaigns import lifecycle
+    from mailer.campaigns import lifecycle, operations
 
     with session_scope(readonly=True) as session:
         lifecycle.get(session, campaign_id)
@@ -374,7 +313,7 @@ def cancel(campaign_id: int, yes: bool) -> None:
         click.confirm(f"Cancel campaign {campaign_id} for good?", abort=True)
     with Progress(console=console_err, transient=True) as progress:
         task = progress.add_task("recording the recipients not sent to", total=None)
-        closed = lifecycle.cancel(
+        closed = operations.cancel(
             campaign_id, operator=operator(), progress=lambda n: progress.advance(task, n)
         )
     console.print(f"campaign {campaign_id} cancelled; {closed:,} batches closed")
