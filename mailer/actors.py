@@ -20,7 +20,7 @@ from mailer.broker import (  # noqa: F401  (broker: set before any actor is decl
     broker,
 )
 from mailer.campaigns import batches as campaign_batches
-from mailer.campaigns import lifecycle as campaign_lifecycle
+from mailer.campaigns import fanout as campaign_fanout
 from mailer.errors import MailerError
 from mailer.provider_events import service as provider_events
 
@@ -225,7 +225,7 @@ def import_search_batch(file_name: str) -> None:
 #: A batch pass that raises (database unreachable, a bug) is retried with backoff from 10 s to
 #: 10 min; SendGrid trouble does not raise (the batch re-queues itself and the error budget
 #: decides). Past the retries the batch's lease runs out and the sweep queues it again, until
-#: lifecycle.MAX_BATCH_ATTEMPTS pauses the campaign with the error.
+#: fanout.MAX_BATCH_ATTEMPTS pauses the campaign with the error.
 CAMPAIGN_BATCH_MAX_RETRIES = 5
 CAMPAIGN_BATCH_MIN_BACKOFF_MS = 10_000
 CAMPAIGN_BATCH_MAX_BACKOFF_MS = 600_000
@@ -252,7 +252,7 @@ def send_campaign_batch(batch_id: int) -> None:
 @dramatiq.actor(queue_name=CAMPAIGN_QUEUE, max_retries=3, time_limit=CAMPAIGN_BATCH_TIME_LIMIT_MS)
 def start_campaign(campaign_id: int) -> None:
     """Start a scheduled campaign at its send time: resolve its audience, queue its first batches."""
-    enqueue_campaign_batches(campaign_lifecycle.start(campaign_id))
+    enqueue_campaign_batches(campaign_fanout.start(campaign_id))
 
 
 @dramatiq.actor(queue_name=MAINTENANCE_QUEUE, max_retries=0)
@@ -261,7 +261,7 @@ def sweep_campaigns() -> None:
 
     Not retried: the next scheduled sweep does the same work.
     """
-    result = campaign_lifecycle.sweep()
+    result = campaign_fanout.sweep()
     enqueue_campaign_batches(result.requeue)
     log.info(
         "campaign sweep: %d started, %d lost batches queued again, %d batches queued, %d completed",

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from mailer.campaigns import batches, content, lifecycle
+from mailer.campaigns import batches, content, fanout, lifecycle
 from mailer.campaigns.models import Campaign, CampaignBatch
 from mailer.db import session_scope
 from mailer.models import Delivery
@@ -51,7 +51,7 @@ def new_campaign(root: Path, purpose: str = "nouma_offers", **options: Any) -> i
 def queue_and_start(campaign_id: int) -> list[int]:
     with session_scope() as session:
         lifecycle.queue(session, campaign_id)
-    return lifecycle.start(campaign_id)
+    return fanout.start(campaign_id)
 
 
 def drain(batch_ids: list[int], *, max_passes: int = 10_000) -> list[int]:

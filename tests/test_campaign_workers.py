@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from dramatiq.brokers.redis import RedisBroker
 
 from mailer import delivery
-from mailer.campaigns import lifecycle
+from mailer.campaigns import fanout, lifecycle, operations
 from mailer.campaigns.models import CampaignState
 from mailer.db import session_scope
 from mailer.models import TERMINAL_STATES, Delivery, DeliveryState, Recipient
@@ -151,7 +151,7 @@ class Cluster:
         deadline = time.monotonic() + SCENARIO_TIMEOUT
         while time.monotonic() < deadline:
             delivery.sweep()
-            self.enqueue(lifecycle.sweep().requeue)
+            self.enqueue(fanout.sweep().requeue)
             if campaign(campaign_id).state == CampaignState.COMPLETED and not unsettled(campaign_id):
                 return
             time.sleep(0.5)
@@ -240,8 +240,7 @@ def test_redis_flushed_mid_campaign_the_sweep_finishes_it_once(cluster, fake, tm
     paused_at = len(fake.recipients())
     time.sleep(1.5)
     assert len(fake.recipients()) == paused_at  # no batch starts while paused
-    with session_scope() as session:
-        cluster.enqueue(lifecycle.resume(session, cid).release)
+    cluster.enqueue(operations.resume(cid).batches)
 
     # Then the sweep finds the lost batches and the campaign completes, everyone once
     cluster.sweep_until_settled(cid)

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from mailer import consent
-from mailer.campaigns import batches, breaker, lifecycle, partners
+from mailer.campaigns import batches, breaker, fanout, lifecycle, operations, partners
 from mailer.campaigns.models import BatchState, Campaign, CampaignBatch, CampaignState, PauseCause
 from mailer.db import session_scope, utcnow
 from mailer.errors import WrongCampaignState
@@ -189,15 +189,14 @@ def test_pause_resume_and_cancel_at_every_stage_leave_no_duplicate_and_no_hole(
     cid = new_campaign(tmp_path / "a", send_at=future)
     with session_scope() as session, pytest.raises(WrongCampaignState):
         lifecycle.pause_by_operator(session, cid, operator="test")
-    with session_scope() as session:
-        lifecycle.queue(session, cid)
-    assert lifecycle.start(cid) == []  # not due yet
+    assert operations.queue(cid) == operations.Going(start_at=future)  # not due yet
+    assert fanout.start(cid) == []
     with session_scope() as session:
         lifecycle.pause_by_operator(session, cid, operator="test")
-        assert lifecycle.resume(session, cid).started is False
+    assert operations.resume(cid) == operations.Going(start_at=future)
     assert campaign(cid).state == CampaignState.SCHEDULED
     # Its time comes: the sweep starts it
-    result = lifecycle.sweep(now=future + dt.timedelta(seconds=1))
+    result = fanout.sweep(now=future + dt.timedelta(seconds=1))
     assert result.started == [cid]
 
     # Running, nothing sent yet: pause; the queued messages arrive and put their batches back
@@ -207,18 +206,17 @@ def test_pause_resume_and_cancel_at_every_stage_leave_no_duplicate_and_no_hole(
     assert fake_sendgrid.requests == []
     assert batch_states(cid) == {"pending": 5}
     # Resume: the batches go again, from where it stopped
-    with session_scope() as session:
-        resumed = lifecycle.resume(session, cid)
-    step = batches.run(resumed.release[0])  # one batch goes out, then the operator pauses
+    resumed = operations.resume(cid)
+    assert resumed.continued
+    step = batches.run(resumed.batches[0])  # one batch goes out, then the operator pauses
     with session_scope() as session:
         lifecycle.pause_by_operator(session, cid, operator="test")
-    drain(resumed.release[1:] + step.release)  # the queued messages find the campaign paused
+    drain(resumed.batches[1:] + step.release)  # the queued messages find the campaign paused
     sent_before = len(fake_sendgrid.recipients())
     assert sent_before == 2
-    with session_scope() as session:
-        resumed = lifecycle.resume(session, cid)
+    resumed = operations.resume(cid)
     # A duplicate of an already-done batch's message changes nothing
-    drain(resumed.release + resumed.release)
+    drain(resumed.batches + resumed.batches)
     assert campaign(cid).state == CampaignState.COMPLETED
     assert records_per_recipient(cid) == dict.fromkeys(ids, 1)
     assert sorted(fake_sendgrid.recipients()) == sorted(f"person{i}@example.com" for i in range(9))
@@ -226,13 +224,13 @@ def test_pause_resume_and_cancel_at_every_stage_leave_no_duplicate_and_no_hole(
     with session_scope() as session, pytest.raises(WrongCampaignState):
         lifecycle.pause_by_operator(session, cid, operator="test")
     with pytest.raises(WrongCampaignState):
-        lifecycle.cancel(cid, operator="test")
+        operations.cancel(cid, operator="test")
 
     # Cancel mid-run: the rest is recorded skipped campaign_cancelled, once each
     other = new_campaign(tmp_path / "b")
     released = queue_and_start(other)
     step = batches.run(released[0])
-    lifecycle.cancel(other, operator="test")
+    operations.cancel(other, operator="test")
     drain(released[1:] + step.release)  # messages still in the broker do nothing
     assert records_per_recipient(other) == dict.fromkeys(ids, 1)
     counts = outcomes(other)
@@ -244,10 +242,10 @@ def test_pause_resume_and_cancel_at_every_stage_leave_no_duplicate_and_no_hole(
     released = queue_and_start(paused)
     with session_scope() as session:
         lifecycle.pause_by_operator(session, paused, operator="test")
-    lifecycle.cancel(paused, operator="test")
+    operations.cancel(paused, operator="test")
     assert outcomes(paused) == {("skipped", "campaign_cancelled"): 9}
     draft = new_campaign(tmp_path / "d")
-    lifecycle.cancel(draft, operator="test")
+    operations.cancel(draft, operator="test")
     assert campaign(draft).state == CampaignState.CANCELLED and outcomes(draft) == {}
 
 
@@ -270,7 +268,7 @@ def test_cancel_while_a_batch_is_being_rendered_sends_nothing_more(db, fake_send
     released = queue_and_start(cid)
 
     def cancelling(real, session, spec, addressed):
-        lifecycle.cancel(cid, operator="test")  # another connection, while this batch renders
+        operations.cancel(cid, operator="test")  # another connection, while this batch renders
         return real(session, spec, addressed)
 
     _while_rendering(monkeypatch, cancelling)
@@ -392,9 +390,7 @@ def test_a_refused_api_key_pauses_the_campaign_and_fails_nobody(db, fake_sendgri
     assert "401" in paused.pause_reason and "API key" in paused.pause_reason
     assert {d.state for d in _deliveries(cid)} == {DeliveryState.PENDING}
     # The key is fixed; resume sends them, once
-    with session_scope() as session:
-        resumed = lifecycle.resume(session, cid)
-    drain(resumed.release)
+    drain(operations.resume(cid).batches)
     assert outcomes(cid) == {("sent", None): 2}
     assert records_per_recipient(cid) == dict.fromkeys(ids, 1)
 
@@ -459,10 +455,10 @@ def test_the_complaint_breaker_pauses_running_campaigns_of_the_purpose_only(db, 
     assert stopped.paused_by == PauseCause.COMPLAINT_BREAKER
     assert "spam complaints at 8.33% of the last 12 deliveries (limit 0.10%)" in stopped.pause_reason
     # Resuming is refused while the rate stays high, unless forced
-    with session_scope() as session, pytest.raises(WrongCampaignState, match="complaint breaker"):
-        lifecycle.resume(session, offers)
+    with pytest.raises(WrongCampaignState, match="complaint breaker"):
+        operations.resume(offers)
+    operations.resume(offers, force=True)
     with session_scope() as session:
-        lifecycle.resume(session, offers, force=True)
         assert breaker.check(session, "nouma_offers") == []  # judged on new deliveries only
 
 
@@ -541,10 +537,10 @@ def test_the_sweep_requeues_lost_batches_and_never_sends_twice(
     reserved = reserve and db.startswith("postgresql")
     assert outcomes(cid) == ({} if reserved else {("pending", None): len(spec.recipient_ids)})
     # When the sweep runs before the lease ends: nothing is lost yet
-    assert lifecycle.sweep().requeue == []
+    assert fanout.sweep().requeue == []
     # After the lease: every in-flight batch is queued again
     later = utcnow() + dt.timedelta(seconds=400)
-    result = lifecycle.sweep(now=later)
+    result = fanout.sweep(now=later)
     assert sorted(result.requeue) == sorted(released) and result.lost == len(released)
     # The delivery sweep leaves the campaign's pending sends to the campaign sweep
     assert delivery.sweep(now=later + dt.timedelta(hours=2)).requeue == []
@@ -633,7 +629,7 @@ def test_waiting_for_the_hourly_pace_is_not_a_failed_attempt(db, fake_sendgrid, 
     # Then it has not failed a single attempt, the sweep does not pause the campaign, nothing is lost
     with session_scope(readonly=True) as session:
         assert session.get(CampaignBatch, second).attempts == 0
-    lifecycle.sweep(now=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=30))
+    fanout.sweep(now=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=30))
     assert campaign(cid).state == CampaignState.RUNNING
     assert outcomes(cid) == Counter({("sent", None): 10})  # the second batch claims when its turn comes
     with session_scope(readonly=True) as session:
@@ -653,7 +649,7 @@ def test_a_cancel_while_a_request_fails_leaves_no_send_pending(db, fake_sendgrid
 
         def send(self, message):
             # The marketing team cancels while the request is on its way; SendGrid answers 503.
-            lifecycle.cancel(cid, operator="test")
+            operations.cancel(cid, operator="test")
             return get_backend().send(message)
 
     batches.run(batch_id, backend=CancelledMeanwhile())

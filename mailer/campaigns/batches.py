@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from mailer import delivery
 from mailer.batch import BatchSpec
-from mailer.campaigns import breaker, lifecycle, partners
+from mailer.campaigns import breaker, fanout, lifecycle, partners
 from mailer.campaigns.composer import KIND
 from mailer.campaigns.models import (
     FINISHED_BATCH_STATES,
@@ -157,7 +157,7 @@ def _open(
     if batch.state in FINISHED_BATCH_STATES:
         return None, Step()
     if campaign.state == CampaignState.CANCELLED:
-        lifecycle.cancel_batch(session, batch_id, now=now)
+        fanout.cancel_batch(session, batch_id, now=now)
         return None, Step()
     if campaign.state != CampaignState.RUNNING:
         # Paused (or not started): the batch waits, pending, for resume to queue it again.
@@ -221,8 +221,8 @@ def _settle(
         campaign = lifecycle.get(session, campaign_id)
         if campaign.state == CampaignState.CANCELLED:
             # Cancelled while these were in flight; SendGrid did not take them: they go nowhere.
-            lifecycle.skip_pending_as_cancelled(session, campaign, list(opened.spec.recipient_ids), now=now)
-            lifecycle.cancel_batch(session, batch_id, now=now)
+            fanout.skip_pending_as_cancelled(session, campaign, list(opened.spec.recipient_ids), now=now)
+            fanout.cancel_batch(session, batch_id, now=now)
             return Step()
         if refused is not None:
             lifecycle.pause(
@@ -304,8 +304,8 @@ def _settle(
         last_error=outcome.last_error,
         now=now,
     )
-    released = lifecycle.release(session, campaign_id, now=now, limit=settings.campaign_batches_in_flight)
-    lifecycle.complete_if_done(session, campaign_id, now=now)
+    released = fanout.release(session, campaign_id, now=now, limit=settings.campaign_batches_in_flight)
+    fanout.complete_if_done(session, campaign_id, now=now)
     return Step(release=released)
 
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from mailer import delivery, recipients
 from mailer.batch import BatchSpec
-from mailer.campaigns import audience, composer, content, lifecycle, partners
+from mailer.campaigns import audience, composer, content, fanout, lifecycle, partners
 from mailer.db import session_scope, utcnow
 from mailer.models import Delivery, Recipient
 from mailer.suppression.tokens import preferences_url, unsubscribe_url
@@ -155,9 +155,10 @@ def queue(campaign_id: int, *, now: dt.datetime | None = None) -> Going:
 def resume(campaign_id: int, *, force: bool = False, now: dt.datetime | None = None) -> Going:
     """Resume a paused campaign where it stopped; one paused before it started waits for its time."""
     with session_scope() as session:
-        resumed = lifecycle.resume(session, campaign_id, force=force, now=now)
-    if resumed.started:
-        return Going(batches=resumed.release, continued=True)
+        if lifecycle.resume(session, campaign_id, force=force):
+            released = fanout.release(session, campaign_id, now=now)
+            fanout.complete_if_done(session, campaign_id, now=now)
+            return Going(batches=released, continued=True)
     with session_scope(readonly=True) as session:
         again = lifecycle.get(session, campaign_id)
         due, send_at = lifecycle.is_due(again, now), again.send_at
@@ -167,7 +168,7 @@ def resume(campaign_id: int, *, force: bool = False, now: dt.datetime | None = N
 
 
 def _started(campaign_id: int, now: dt.datetime | None) -> Going:
-    released = lifecycle.start(campaign_id, now=now)
+    released = fanout.start(campaign_id, now=now)
     with session_scope(readonly=True) as session:
         started = lifecycle.get(session, campaign_id)
         return Going(
@@ -178,7 +179,9 @@ def _started(campaign_id: int, now: dt.datetime | None) -> Going:
 def cancel(campaign_id: int, *, operator: str, progress: Callable[[int], None] | None = None) -> int:
     """Cancel a campaign for good; its recipients not yet sent to are recorded skipped. Returns the
     batches closed."""
-    return lifecycle.cancel(campaign_id, operator=operator, progress=progress)
+    with session_scope() as session:
+        lifecycle.cancel(session, campaign_id, operator=operator)
+    return fanout.close_cancelled_batches(campaign_id, progress=progress)
 
 
 def start_delay_ms(start_at: dt.datetime, now: dt.datetime | None = None) -> int:

@@ -363,11 +363,11 @@ def sweep(every: int | None) -> None:
     """
     from mailer import actors, delivery
     from mailer.broker import embedded_worker
-    from mailer.campaigns import lifecycle
+    from mailer.campaigns import fanout
 
     while True:
         settled = delivery.sweep()
-        result = lifecycle.sweep()
+        result = fanout.sweep()
         with embedded_worker():
             actors.enqueue(settled.requeue)
             actors.enqueue_campaign_batches(result.requeue)

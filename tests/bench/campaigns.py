@@ -241,7 +241,7 @@ def run(args: argparse.Namespace) -> Result:
         result.load_seconds = time.monotonic() - started
         print(f"loaded {len(ids):,} recipients with COPY in {result.load_seconds:.1f} s", flush=True)
 
-        from mailer.campaigns import content, lifecycle
+        from mailer.campaigns import content, fanout, lifecycle
         from mailer.db import session_scope
 
         folder = workdir / "content"
@@ -295,7 +295,7 @@ def run(args: argparse.Namespace) -> Result:
             t0 = time.time()
             with session_scope() as session:
                 lifecycle.queue(session, main_id)
-            for batch_id in lifecycle.start(main_id):
+            for batch_id in fanout.start(main_id):
                 broker.enqueue(_message("campaigns", "send_campaign_batch", (batch_id,)))
             last = wait_settled(
                 f"campaign:{main_id}", args.recipients, args.timeout, port=port, target=args.recipients
