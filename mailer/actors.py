@@ -60,9 +60,11 @@ def _last_attempt() -> bool:
     max_backoff=DELIVERY_MAX_BACKOFF_MS,
     time_limit=DELIVERY_TIME_LIMIT_MS,
 )
-def deliver(kind: str, purpose: str, belongs_to: str, recipient_ids: list[int]) -> None:
+def deliver(
+    kind: str, purpose: str, belongs_to: str, recipient_ids: list[int], campaign_id: int | None = None
+) -> None:
     """Send one batch: gate at send time, one record per send key, never twice."""
-    spec = BatchSpec(kind, purpose, belongs_to, tuple(recipient_ids))
+    spec = BatchSpec(kind, purpose, belongs_to, tuple(recipient_ids), campaign_id=campaign_id)
     final = _last_attempt()
     try:
         outcome = delivery.deliver_batch(spec, final_attempt=final)

@@ -22,14 +22,20 @@ class BatchSpec:
     #: requires consent given for one of them. Not carried in message arguments: the campaign
     #: actor rebuilds it from the campaign.
     partner_list_versions: tuple[str, ...] | None = None
+    #: Campaign sends (a campaign batch's, test sends): the campaign they come from. The campaign
+    #: actor reads it from the batch; a campaign spec sent to the ``deliver`` actor carries it as
+    #: its last argument.
+    campaign_id: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.recipient_ids) > MAX_BATCH_SIZE:
             raise ValueError(f"a batch holds at most {MAX_BATCH_SIZE} recipients")
 
-    def as_message_args(self) -> tuple[str, str, str, list[int]]:
-        """The actor arguments: ids and keys only, never personal data."""
-        return (self.kind, self.purpose, self.belongs_to, list(self.recipient_ids))
+    def as_message_args(self) -> tuple[str, str, str, list[int]] | tuple[str, str, str, list[int], int]:
+        """The ``deliver`` actor's arguments: ids and keys only, never personal data; the campaign id
+        last, only when there is one (messages of other kinds keep their four arguments)."""
+        args = (self.kind, self.purpose, self.belongs_to, list(self.recipient_ids))
+        return args if self.campaign_id is None else (*args, self.campaign_id)
 
 
 def split(

@@ -68,3 +68,25 @@ def test_a_burst_of_429s_does_not_use_up_the_retries(db, fake_sendgrid, stub_wor
     (record,) = all_deliveries()
     assert record.state == DeliveryState.SENT
     assert [r.status for r in fake_sendgrid.requests] == [429, 429, 429, 202]
+
+
+def test_campaign_sends_through_the_deliver_actor_carry_their_campaign_id(db, fake_sendgrid, tmp_path):
+    from mailer.broker import broker
+    from tests.campaign_helpers import new_campaign, outcomes
+
+    # Given a campaign and its recipients, sent in one message through the generic actor
+    ids = make_recipients(2, granted=("nouma_offers",))
+    cid = new_campaign(tmp_path)
+    broker.flush_all()
+    actors.enqueue([BatchSpec("campaign", "nouma_offers", f"campaign:{cid}", tuple(ids), campaign_id=cid)])
+    (raw,) = list(broker.queues[actors.DELIVERY_QUEUE].queue)
+    broker.flush_all()
+
+    # Then the message names the campaign by its id, last; other kinds keep their four arguments
+    args = json.loads(raw)["args"]
+    assert args == ["campaign", "nouma_offers", f"campaign:{cid}", ids, cid]
+    assert len(BatchSpec("test_message", "tender_alerts", "test:x", (1,)).as_message_args()) == 4
+
+    # When the actor runs it, the campaign's mail goes to both
+    actors.deliver.fn(*args)
+    assert outcomes(cid) == {("sent", None): 2}

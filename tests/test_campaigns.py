@@ -161,6 +161,31 @@ def test_partner_offers_go_only_where_the_consent_covers_the_partner(db, fake_se
     assert campaign(cid).partner == "Acme"
 
 
+def test_campaign_sends_name_their_campaign_in_the_batch_not_in_their_key(db, tmp_path):
+    from mailer.batch import BatchSpec
+    from mailer.emails import Addressed, RecipientView, composer_for
+
+    # Given a campaign, a seed recipient, and the campaign's composer
+    (rid,) = people(1)
+    cid = new_campaign(tmp_path)
+    seed = [Addressed(1, RecipientView(rid, "person0@example.com", "Marie Dupont", "fr", "Europe/Paris"))]
+    composer = composer_for("campaign")
+
+    def subject(spec: BatchSpec) -> str:
+        with session_scope(readonly=True) as session:
+            (message,) = composer.compose(session, spec, seed).messages
+        return message.subject
+
+    # When a batch comes with its campaign id, under the campaign's key or a test send's own key
+    own = subject(BatchSpec("campaign", "nouma_offers", f"campaign:{cid}", (rid,), campaign_id=cid))
+    test = subject(BatchSpec("campaign", "nouma_offers", f"campaign-test:{cid}:a1", (rid,), campaign_id=cid))
+
+    # Then the campaign's send is its subject, the test send is marked; without the id, refused
+    assert not own.startswith("[Test]") and test == "[Test] " + own
+    with pytest.raises(ValueError, match="without their campaign id"):
+        subject(BatchSpec("campaign", "nouma_offers", f"campaign:{cid}", (rid,)))
+
+
 def test_partner_campaign_needs_a_partner_named_by_a_list(db, tmp_path):
     from mailer.errors import InvalidInput
 
@@ -527,7 +552,9 @@ def test_the_sweep_requeues_lost_batches_and_never_sends_twice(
 
     with session_scope() as session:
         first = session.get(CampaignBatch, released[0])
-        spec = BatchSpec("campaign", "nouma_offers", f"campaign:{cid}", tuple(first.recipient_ids))
+        spec = BatchSpec(
+            "campaign", "nouma_offers", f"campaign:{cid}", tuple(first.recipient_ids), campaign_id=cid
+        )
         session.execute(
             sa.update(CampaignBatch).where(CampaignBatch.id == released[0]).values(state="running")
         )

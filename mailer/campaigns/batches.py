@@ -184,7 +184,14 @@ def _open(
     ):
         return None, Step()
     versions = partners.covering_versions(session, campaign.partner) if campaign.partner else None
-    spec = BatchSpec(KIND, campaign.purpose, belongs_to(campaign.id), tuple(batch.recipient_ids), versions)
+    spec = BatchSpec(
+        KIND,
+        campaign.purpose,
+        belongs_to(campaign.id),
+        tuple(batch.recipient_ids),
+        versions,
+        campaign_id=campaign.id,
+    )
     return Opened(batch_id, campaign.id, campaign.purpose, spec, batch.size, batch.attempts + 1), Step()
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from mailer import emails
 from mailer.batch import BatchSpec
 from mailer.campaigns.content import LocaleContent, RenderedCampaign, recipient_values, render
-from mailer.campaigns.models import Campaign, CampaignContent
+from mailer.campaigns.models import Campaign, CampaignContent, belongs_to
 from mailer.config import get_settings
 from mailer.db import id_in, utcnow
 from mailer.emails import Addressed, Composition, unsubscribe_headers
@@ -44,15 +44,6 @@ CAPPED_STATES = (
     DeliveryState.DELIVERED,
     DeliveryState.COMPLAINED,
 )
-
-
-def campaign_id_of(belongs_to: str) -> tuple[int, bool]:
-    """(campaign id, is a test send) from a delivery's ``belongs_to``."""
-    if belongs_to.startswith(TEST_PREFIX):
-        return int(belongs_to[len(TEST_PREFIX) :].split(":")[0]), True
-    if belongs_to.startswith("campaign:"):
-        return int(belongs_to.split(":")[1]), False
-    raise ValueError(f"not a campaign send: {belongs_to!r}")
 
 
 @dataclass(frozen=True)
@@ -131,8 +122,11 @@ class CampaignComposer:
 
     def compose(self, session: Session, spec: BatchSpec, addressed: Sequence[Addressed]) -> Composition:
         composition = Composition()
-        campaign_id, is_test = campaign_id_of(spec.belongs_to)
-        snapshot = load(session, campaign_id)
+        if spec.campaign_id is None:
+            raise ValueError(f"campaign sends without their campaign id: {spec.belongs_to!r}")
+        # A test send's key is its own (campaign-test:<id>:<run>), never the campaign's.
+        is_test = spec.belongs_to != belongs_to(spec.campaign_id)
+        snapshot = load(session, spec.campaign_id)
         capped = (
             set()
             if is_test

@@ -196,7 +196,7 @@ def cancel_batch(session: Session, batch_id: int, *, now: dt.datetime | None = N
     ids = list(batch.recipient_ids)
     claims.insert_missing(
         session,
-        BatchSpec(KIND, campaign.purpose, key, tuple(ids)),
+        BatchSpec(KIND, campaign.purpose, key, tuple(ids), campaign_id=campaign.id),
         DeliveryState.SKIPPED,
         skip_reason=CAMPAIGN_CANCELLED,
         created_at=now,

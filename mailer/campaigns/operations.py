@@ -118,7 +118,10 @@ def test_send(campaign_id: int, addresses: list[str]) -> list[SeedOutcome]:
         versions = partners.covering_versions(session, campaign.partner) if campaign.partner else None
         purpose = campaign.purpose
     belongs_to = f"{composer.TEST_PREFIX}{campaign_id}:{uuid.uuid4().hex[:12]}"
-    delivery.deliver_now(BatchSpec(composer.KIND, purpose, belongs_to, tuple(dict.fromkeys(ids)), versions))
+    seeds = tuple(dict.fromkeys(ids))
+    delivery.deliver_now(
+        BatchSpec(composer.KIND, purpose, belongs_to, seeds, versions, campaign_id=campaign_id)
+    )
     with session_scope(readonly=True) as session:
         rows = session.execute(
             sa.select(Recipient.address, Delivery.state, Delivery.skip_reason, Delivery.error)

@@ -319,7 +319,11 @@ def run(args: argparse.Namespace) -> Result:
             sample = ids[: args.naive_sample]
             t0 = time.time()
             messages = [
-                _message("deliveries", "deliver", ("campaign", "nouma_offers", f"campaign:{naive_id}", [rid]))
+                _message(
+                    "deliveries",
+                    "deliver",
+                    ("campaign", "nouma_offers", f"campaign:{naive_id}", [rid], naive_id),
+                )
                 for rid in sample
             ]
             for message in messages:
