@@ -116,16 +116,15 @@ def deliver_batch(
         return outcome
 
     with session_scope(readonly=True) as session:
-        rows: dict[int, Any] = {}
-        verdicts = gate.check(
+        gated = gate.check(
             session,
             spec.purpose,
             list(pending.values()),
             partner_list_versions=spec.partner_list_versions,
-            allowed_rows=rows,
         )
+        verdicts = gated.reasons
         allowed = {d: r for d, r in pending.items() if verdicts[r] is None}
-        views = _recipient_views(rows.values())
+        views = _recipient_views(gated.allowed.values())
         composition = composer.compose(
             session, spec, [Addressed(d, views[r]) for d, r in allowed.items() if r in views]
         )
@@ -286,7 +285,7 @@ def _regate(
         spec.purpose,
         list(recipients.values()),
         partner_list_versions=spec.partner_list_versions,
-    )
+    ).reasons
     reasons = {d: verdicts[r] for d, r in recipients.items()}
     _skip(session, spec, {d: reason for d, reason in reasons.items() if reason}, outcome, claim)
     # A send the gate allows again (consent re-granted within the same instant) stays pending for

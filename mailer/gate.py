@@ -1,13 +1,15 @@
 """The one gate every send passes at send time: consent granted now, and no suppression entry.
 
-``check`` answers a whole batch with one query and names a skip reason for each refused
-recipient; ``allowed_now`` is the same rule as a SQL predicate, so the statement that takes a
-delivery into flight re-checks it atomically (a withdrawal committed a millisecond earlier wins).
+``check`` answers a whole batch with one query: a skip reason for each refused recipient, and the
+rows of the allowed ones (what rendering needs of them). ``allowed_now`` is the same rule as a SQL
+predicate, so the statement that takes a delivery into flight re-checks it atomically (a
+withdrawal committed a millisecond earlier wins).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,24 +39,33 @@ def suppressed(reason: str) -> str:
     return f"{SUPPRESSED}:{reason}"
 
 
+@dataclass(frozen=True)
+class Verdicts:
+    """The gate's answer for a batch of recipients."""
+
+    #: Each recipient asked about: None when the purpose may be sent to it now, else the skip reason.
+    reasons: dict[int, str | None]
+    #: The row of each allowed recipient (id, address, name, locale, time_zone): the batch that
+    #: renders for them reads the recipients once.
+    allowed: dict[int, Any] = field(default_factory=dict)
+
+
 def check(
     session: Session,
     purpose: str,
     recipient_ids: Sequence[int],
     *,
     partner_list_versions: Collection[str] | None = None,
-    allowed_rows: dict[int, Any] | None = None,
-) -> dict[int, str | None]:
-    """For each recipient: None when the purpose may be sent to it now, else the skip reason.
+) -> Verdicts:
+    """Whether the purpose may be sent to each recipient now, with the allowed recipients' rows.
 
     ``partner_list_versions``: when given, the consent must have been given for one of these
-    partner list versions (those that name the partner a mail is about). ``allowed_rows``: when
-    given, receives the row of each allowed recipient (id, address, name, locale, time_zone), so
-    the batch that renders for them reads the recipients once.
+    partner list versions (those that name the partner a mail is about).
     """
     get_purpose(purpose)
     versions = None if partner_list_versions is None else frozenset(partner_list_versions)
     verdicts: dict[int, str | None] = {rid: UNKNOWN_RECIPIENT for rid in recipient_ids}
+    allowed: dict[int, Any] = {}
     for chunk in in_chunks(list(dict.fromkeys(recipient_ids)), GATE_CHUNK):
         rows = session.execute(
             sa.select(
@@ -87,9 +98,9 @@ def check(
             verdicts[row.id] = _verdict(row.state, row.address, row.granted, row.reason)
             if verdicts[row.id] is None and versions is not None and row.partner_list_version not in versions:
                 verdicts[row.id] = PARTNER_NOT_COVERED
-            if allowed_rows is not None and verdicts[row.id] is None:
-                allowed_rows[row.id] = row
-    return verdicts
+            if verdicts[row.id] is None:
+                allowed[row.id] = row
+    return Verdicts(verdicts, allowed)
 
 
 def _verdict(
@@ -121,7 +132,7 @@ def check_addresses(session: Session, purpose: str, addresses: Sequence[str]) ->
             sa.select(Recipient.address, Recipient.id).where(Recipient.address.in_(list(by_normal)))
         )
     }
-    per_id = check(session, purpose, list(ids.values()))
+    per_id = check(session, purpose, list(ids.values())).reasons
     loose = [a for a in by_normal if a not in ids]
     loose_reasons = {
         hashed: reason

@@ -76,7 +76,8 @@ def test_gate_truth_table(db, people):
     # When the gate answers for each purpose, Then it matches the rule, and the SQL predicate agrees
     with session_scope(readonly=True) as session:
         for purpose in PURPOSE_KEYS:
-            verdicts = gate.check(session, purpose, ids)
+            gated = gate.check(session, purpose, ids)
+            verdicts = gated.reasons
             assert verdicts == {
                 rid: expected_verdict(who, purpose) for rid, who in zip(ids, people, strict=True)
             }
@@ -89,6 +90,8 @@ def test_gate_truth_table(db, people):
                 )
             }
             assert allowed == {rid for rid, verdict in verdicts.items() if verdict is None}
+            # The rows of exactly the allowed recipients come with the answer
+            assert set(gated.allowed) == allowed
 
 
 def test_a_thousand_recipients_cost_one_query(db):
@@ -104,9 +107,15 @@ def test_a_thousand_recipients_cost_one_query(db):
                 source="t",
             )
     with session_scope(readonly=True) as session, counted_queries(db) as statements:
-        verdicts = gate.check(session, "nouma_offers", ids)
+        gated = gate.check(session, "nouma_offers", ids)
+    verdicts = gated.reasons
     assert len(statements) == 1
     assert sum(v is None for v in verdicts.values()) == 900
+    # The same query read what rendering needs of the 900 allowed recipients
+    assert len(gated.allowed) == 900
+    assert {row.address for row in gated.allowed.values()} == {
+        f"person{ids.index(rid)}@example.com" for rid, v in verdicts.items() if v is None
+    }
     assert sum(v == "suppressed:manual" for v in verdicts.values()) == 100
 
 
@@ -116,7 +125,10 @@ def test_unknown_ids_and_addresses(db):
         entries.add(
             session, "stranger@example.invalid", scope="all", reason=SuppressionReason.OPPOSITION, source="t"
         )
-        assert gate.check(session, "tender_alerts", [rid, 424242]) == {rid: None, 424242: "unknown_recipient"}
+        assert gate.check(session, "tender_alerts", [rid, 424242]).reasons == {
+            rid: None,
+            424242: "unknown_recipient",
+        }
         assert gate.check_addresses(
             session,
             "tender_alerts",
@@ -139,5 +151,5 @@ def test_suppression_is_by_normalised_address(db):
             reason=SuppressionReason.UNSUBSCRIBE,
             source="t",
         )
-        assert gate.check(session, "tender_alerts", [rid]) == {rid: "suppressed:unsubscribe"}
-        assert gate.check(session, "nouma_offers", [rid]) == {rid: "no_consent"}
+        assert gate.check(session, "tender_alerts", [rid]).reasons == {rid: "suppressed:unsubscribe"}
+        assert gate.check(session, "nouma_offers", [rid]).reasons == {rid: "no_consent"}

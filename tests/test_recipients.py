@@ -56,8 +56,8 @@ def test_csv_import_with_proof(db, tmp_path):
             "192.0.2.10",
         )
         assert events["nouma_offers"].wording_version == "offers-2026-01"
-        assert gate.check(session, "tender_alerts", [marie.id]) == {marie.id: None}
-        assert gate.check(session, "nouma_offers", [marie.id]) == {marie.id: "no_consent"}
+        assert gate.check(session, "tender_alerts", [marie.id]).reasons == {marie.id: None}
+        assert gate.check(session, "nouma_offers", [marie.id]).reasons == {marie.id: "no_consent"}
 
 
 def test_jsonl_import_and_reimport_changes_nothing(db, tmp_path):
@@ -193,7 +193,7 @@ def test_rectification_carries_the_persons_oppositions_not_the_mailbox_facts(db)
         kept = entries.entries_for(session, "old@example.com")
         assert [(e.scope, e.reason) for e in moved] == [("all", SuppressionReason.OPPOSITION)]
         assert len(kept) == 2  # the old address stays suppressed too
-        assert gate.check(session, "tender_alerts", [rid]) == {rid: "suppressed:opposition"}
+        assert gate.check(session, "tender_alerts", [rid]).reasons == {rid: "suppressed:opposition"}
 
 
 def test_rectify_refuses_an_address_already_taken(db):
@@ -213,10 +213,10 @@ def test_erasure_removes_personal_data_and_the_opposition_survives(db):
     with session_scope() as session:
         row = session.get(Recipient, rid)
         assert (row.address, row.name, row.address_hash, row.state) == (None, None, None, AccountState.ERASED)
-        assert gate.check(session, "tender_alerts", [rid]) == {rid: "erased"}
+        assert gate.check(session, "tender_alerts", [rid]).reasons == {rid: "erased"}
         # the person signs up again later: still opposed
         again = recipients.create(session, "gone@example.com")
-        assert gate.check(session, "tender_alerts", [again.id]) == {again.id: "suppressed:opposition"}
+        assert gate.check(session, "tender_alerts", [again.id]).reasons == {again.id: "suppressed:opposition"}
     with pytest.raises(NotFound), session_scope() as session:
         recipients.erase(session, "nobody@example.com")
 
@@ -242,7 +242,7 @@ def test_importing_a_file_again_after_a_withdrawal_never_grants_again(db, tmp_pa
     assert (result.consent_events, result.unchanged_consents) == (0, 1)
     assert table_counts() == before
     with session_scope(readonly=True) as session:
-        assert gate.check(session, "nouma_offers", [rid]) == {rid: "no_consent"}
+        assert gate.check(session, "nouma_offers", [rid]).reasons == {rid: "no_consent"}
 
 
 @pytest.mark.parametrize(
