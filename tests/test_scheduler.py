@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 import click
 import pytest
 
-from mailer.alerts.scheduler import Job, Scheduler, default_jobs
 from mailer.cli import main
 from mailer.cli.base import mailer
+from mailer.scheduler import Job, Scheduler, default_jobs
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -93,7 +93,7 @@ def test_a_scheduler_that_cannot_reach_the_broker_goes_on():
 def test_the_scheduler_queues_run_digest_with_the_paris_day(stub_worker, monkeypatch):
     from mailer import actors
     from mailer.alerts.models import Frequency
-    from mailer.alerts.scheduler import enqueue_digest
+    from mailer.scheduler import enqueue_digest
 
     sent = []
     monkeypatch.setattr(actors.run_digest, "send", lambda *args: sent.append(args))

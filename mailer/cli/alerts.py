@@ -221,9 +221,9 @@ def scheduler(dry_run: bool) -> None:
     """
     import signal
 
-    from mailer.alerts.scheduler import Scheduler, default_jobs
     from mailer.broker import embedded_worker
     from mailer.db import utcnow
+    from mailer.scheduler import Scheduler, default_jobs
 
     jobs = default_jobs()
     if dry_run:
