@@ -266,11 +266,13 @@ def sweep_campaigns() -> None:
     result = campaign_fanout.sweep()
     enqueue_campaign_batches(result.requeue)
     log.info(
-        "campaign sweep: %d started, %d lost batches queued again, %d batches queued, %d completed",
-        len(result.started),
+        "campaign sweep: %d lost batches queued again, %d batches queued; campaigns started %s, "
+        "completed %s, paused %s",
         result.lost,
         len(result.requeue),
-        len(result.completed),
+        result.started or "none",
+        result.completed or "none",
+        result.paused or "none",
     )
 
 

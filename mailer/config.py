@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     campaign_batches_in_flight: int = Field(default=32, ge=1)
     #: A queued or running batch not finished after this long was lost with the broker: re-queued.
     campaign_batch_lease_seconds: int = Field(default=300, ge=1)
+    #: Seconds between two campaign sweeps of the scheduler: due campaigns start within this,
+    #: lost batches are queued again within it after their lease.
+    campaign_sweep_seconds: int = Field(default=30, ge=1, le=3600)
     #: Failed sends in a row (no success between) after which a campaign pauses: five full
     #: batches, so one request lost on the way (recorded unknown) does not stop a campaign.
     campaign_error_budget: int = Field(default=5000, ge=1)

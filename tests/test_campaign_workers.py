@@ -1,7 +1,7 @@
 """Campaigns with real worker processes on Redis and PostgreSQL: killed workers, a flushed broker.
 
 The workers are ``dramatiq worker`` subprocesses, as in the Procfile; the test process plays the
-operator and the sweeper. "Redis flushed" deletes every key of this test's namespace (the server
+operator and the scheduler's sweeps (on its own Redis namespace, twice a second). "Redis flushed" deletes every key of this test's namespace (the server
 is shared, so FLUSHALL is not ours to run): queued messages, delayed ones and acks are gone.
 """
 
@@ -147,7 +147,8 @@ class Cluster:
         return len(keys)
 
     def sweep_until_settled(self, campaign_id: int) -> None:
-        """Run the sweeps (as the Procfile's sweeper does) until every send has its outcome."""
+        """Run the delivery and campaign sweeps (as the Procfile's scheduler does) until every send
+        has its outcome."""
         deadline = time.monotonic() + SCENARIO_TIMEOUT
         while time.monotonic() < deadline:
             delivery.sweep()

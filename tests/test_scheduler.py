@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import logging
 from zoneinfo import ZoneInfo
 
 import click
@@ -11,6 +13,7 @@ import pytest
 from mailer.cli import main
 from mailer.cli.base import mailer
 from mailer.scheduler import Job, Scheduler, default_jobs
+from tests.bench.processes import free_port
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -24,9 +27,10 @@ class Clock:
 
 
 def recording_jobs() -> tuple[list[Job], list[tuple[str, dt.datetime]]]:
+    """The default jobs, each recording when it fires instead of doing its work."""
     fired: list[tuple[str, dt.datetime]] = []
     jobs = [
-        Job(job.name, job.cron, lambda at, name=job.name: fired.append((name, at)), catch_up=job.catch_up)
+        dataclasses.replace(job, fire=lambda at, name=job.name: fired.append((name, at)))
         for job in default_jobs()
     ]
     return jobs, fired
@@ -55,20 +59,31 @@ def test_start_catches_up_the_current_windows_then_each_occurrence_fires_once():
     clock = Clock(paris(2026, 11, 26, 9, 0))
     scheduler = Scheduler(jobs, clock=clock)
 
-    # When it starts: today's daily window and this week's weekly one are queued (idempotent)
+    # When it starts: today's daily window and this week's weekly one are queued (idempotent),
+    # and the campaigns are swept at once
     scheduler.start()
     assert fired == [
         ("daily digests", paris(2026, 11, 26, 7, 0)),
         ("weekly digests", paris(2026, 11, 23, 7, 0)),
+        ("campaign sweep", paris(2026, 11, 26, 9, 0)),
     ]
 
-    # Then nothing is due until the next sweep, which fires once however often it ticks
+    # Then nothing is due until the next sweeps, each of which fires once however often it ticks
     fired.clear()
     assert scheduler.tick() == []
+    clock.at = paris(2026, 11, 26, 9, 0, 30)
+    assert scheduler.tick() == [("campaign sweep", paris(2026, 11, 26, 9, 0, 30))]
     clock.at = paris(2026, 11, 26, 9, 5)
+    fired.clear()
     scheduler.tick()
     scheduler.tick()
-    assert fired == [("delivery sweep", paris(2026, 11, 26, 9, 5))]
+    assert fired == [
+        ("delivery sweep", paris(2026, 11, 26, 9, 5)),
+        ("provider events sweep", paris(2026, 11, 26, 9, 5)),
+        ("campaign sweep", paris(2026, 11, 26, 9, 1)),
+    ]
+    # The campaign sweep, late, goes on every 30 seconds from when it ran
+    assert scheduler.next_at["campaign sweep"] == paris(2026, 11, 26, 9, 5, 30)
 
     # A scheduler asleep through the night fires the next morning's run once, when it wakes
     fired.clear()
@@ -79,15 +94,41 @@ def test_start_catches_up_the_current_windows_then_each_occurrence_fires_once():
     assert scheduler.seconds_to_next() <= 30
 
 
-def test_a_scheduler_that_cannot_reach_the_broker_goes_on():
-    def broken(at: dt.datetime) -> None:
-        raise ConnectionError("redis away")
+def test_a_scheduler_whose_database_is_away_logs_one_line_per_job_and_goes_on(sqlite_db, monkeypatch, caplog):
+    from tests.conftest import reset_process_state
 
-    scheduler = Scheduler(
-        [Job("daily digests", "0 7 * * *", broken, catch_up=True)], clock=Clock(paris(2026, 11, 26, 9))
-    )
-    scheduler.start()
-    assert scheduler.next_at["daily digests"] == paris(2026, 11, 27, 7, 0)
+    # Given the scheduler's sweeps, and a database that does not answer (nothing listens there)
+    monkeypatch.setenv("MAILER_DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/gone")
+    reset_process_state()
+    sweeps = [job for job in default_jobs() if job.name.endswith("sweep")]
+    clock = Clock(paris(2026, 11, 26, 9, 0))
+    scheduler = Scheduler(sweeps, clock=clock)
+
+    # When it starts and its sweeps come due
+    with caplog.at_level(logging.INFO, logger="mailer.scheduler"):
+        scheduler.start()
+        clock.at = paris(2026, 11, 26, 9, 5)
+        scheduler.tick()
+    failed = [r for r in caplog.records if r.name == "mailer.scheduler" and r.levelno == logging.ERROR]
+
+    # Then each failure is one line naming the job and its time, without a traceback
+    assert [r.getMessage().split(" failed: ")[0] for r in failed] == [
+        "campaign sweep for 2026-11-26T09:00:00+01:00",
+        "delivery sweep for 2026-11-26T09:05:00+01:00",
+        "provider events sweep for 2026-11-26T09:05:00+01:00",
+        "campaign sweep for 2026-11-26T09:00:30+01:00",
+    ]
+    assert all(r.exc_info is None and "\n" not in r.getMessage() for r in failed)
+    assert all("OperationalError" in r.getMessage() for r in failed)
+
+    # When the database is back, the next occurrences do their work
+    monkeypatch.setenv("MAILER_DATABASE_URL", sqlite_db)
+    reset_process_state()
+    caplog.clear()
+    clock.at = paris(2026, 11, 26, 9, 10)
+    with caplog.at_level(logging.INFO, logger="mailer.scheduler"):
+        assert len(scheduler.tick()) == 3
+    assert [r.levelno for r in caplog.records if r.name == "mailer.scheduler"] == [logging.INFO] * 3
 
 
 def test_the_scheduler_queues_run_digest_with_the_paris_day(stub_worker, monkeypatch):
@@ -107,6 +148,8 @@ def test_the_scheduler_dry_run_prints_the_next_times(capsys):
     out = capsys.readouterr().out
     assert "daily digests: '0 7 * * *' (Europe/Paris), next at" in out
     assert "weekly digests: '0 7 * * mon'" in out
+    assert "delivery sweep: '*/5 * * * *'" in out and "provider events sweep: '*/5 * * * *'" in out
+    assert "campaign sweep: every 30 s, next at" in out
 
 
 def test_a_bad_cron_setting_is_named(monkeypatch, capsys):

@@ -17,6 +17,7 @@ from mailer.cli import (  # noqa: F401
     demo,
     events,
     recipients,
+    scheduler,
     send_test,
     stats,
     subject,

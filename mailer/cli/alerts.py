@@ -1,4 +1,4 @@
-"""``mailer tenders``, ``mailer searches``, ``mailer digest``, ``mailer scheduler``, ``suppress add-name``."""
+"""``mailer tenders``, ``mailer searches``, ``mailer digest``, ``mailer suppress add-name``."""
 
 from __future__ import annotations
 
@@ -203,44 +203,6 @@ def run(frequency: str, as_of: str | None) -> None:
         )
     if outcomes:
         console.print("outcomes so far: " + ", ".join(f"{n} {what}" for what, n in sorted(outcomes.items())))
-
-
-@mailer.command()
-@click.option("--dry-run", is_flag=True, help="Print the next times of each job and stop.")
-def scheduler(dry_run: bool) -> None:
-    """Run the scheduler: daily and weekly digests on their cron (Europe/Paris), and sweeps.
-
-    Queues work for the workers and nothing else; two schedulers at once are harmless. On
-    start it queues the current windows again (already planned ones are left alone), so a
-    scheduler that was down at 07:00 catches up. Stops on Ctrl-C or SIGTERM.
-
-    \b
-    Example:
-      mailer scheduler
-      MAILER_DAILY_DIGEST_CRON="30 6 * * 1-5" mailer scheduler --dry-run
-    """
-    import signal
-
-    from mailer.broker import embedded_worker
-    from mailer.db import utcnow
-    from mailer.scheduler import Scheduler, default_jobs
-
-    jobs = default_jobs()
-    if dry_run:
-        now = utcnow()
-        for job in jobs:
-            console.print(
-                f"{job.name}: {job.cron!r} (Europe/Paris), next at {job.next_after(now):%Y-%m-%d %H:%M %Z}"
-            )
-        return
-    runner = Scheduler(jobs)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: runner.stop.set())
-    console.print("scheduler running: " + "; ".join(f"{j.name} {j.cron!r}" for j in jobs))
-    # Embedded default: the queued work runs in this process's worker threads.
-    with embedded_worker():
-        runner.run()
-    console.print("scheduler stopped")
 
 
 @suppress.command(name="add-name")

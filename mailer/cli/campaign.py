@@ -171,8 +171,9 @@ def test_send(campaign_id: int, addresses: tuple[str, ...]) -> None:
 def queue(campaign_id: int) -> None:
     """Queue a campaign: it starts now, or at its --send-at time; the audience is resolved then.
 
-    With Redis, a delayed message starts it on time (the sweep too, should Redis lose it); on the
-    embedded default, `mailer campaign sweep` starts it once its time has come.
+    With Redis, a delayed message starts it on time (the scheduler's sweep too, should Redis lose
+    it); on the embedded default, `mailer scheduler` or `mailer campaign sweep` starts it once its
+    time has come.
 
     \b
     Example:
@@ -348,37 +349,30 @@ def list_(limit: int) -> None:
 
 
 @campaign.command()
-@click.option(
-    "--every", type=click.IntRange(1, 86_400), help="Keep sweeping every N seconds (a Procfile process)."
-)
-def sweep(every: int | None) -> None:
+def sweep() -> None:
     """Start due campaigns, queue again batches lost with the broker, settle stale sends.
 
-    Also runs the delivery sweep (sends left in flight by a dead process become unknown).
+    Also runs the delivery sweep (sends left in flight by a dead process become unknown). The
+    scheduler runs both regularly (MAILER_CAMPAIGN_SWEEP_SECONDS); run it by hand after an outage.
 
     \b
     Example:
       mailer campaign sweep
-      mailer campaign sweep --every 30
     """
     from mailer import actors, delivery
     from mailer.broker import embedded_worker
     from mailer.campaigns import fanout
 
-    while True:
-        settled = delivery.sweep()
-        result = fanout.sweep()
-        with embedded_worker():
-            actors.enqueue(settled.requeue)
-            actors.enqueue_campaign_batches(result.requeue)
-        console.print(
-            f"{settled.marked_unknown} sends marked unknown; {len(result.started)} campaigns started, "
-            f"{result.lost} lost batches queued again, {len(result.requeue)} batches queued, "
-            f"{len(result.completed)} completed"
-        )
-        if every is None:
-            return
-        time.sleep(every)
+    settled = delivery.sweep()
+    result = fanout.sweep()
+    with embedded_worker():
+        actors.enqueue(settled.requeue)
+        actors.enqueue_campaign_batches(result.requeue)
+    console.print(
+        f"{settled.marked_unknown} sends marked unknown; {len(result.started)} campaigns started, "
+        f"{result.lost} lost batches queued again, {len(result.requeue)} batches queued, "
+        f"{len(result.completed)} completed"
+    )
 
 
 @campaign.group(name="partner-list")
