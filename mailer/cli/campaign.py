@@ -87,8 +87,8 @@ def create(
     The templates run in a sandbox with these variables: first_name, greeting, unsubscribe_url,
     preferences_url (per recipient), locale, partner_name, purpose_label, campaign_name. A
     syntax error, an unknown variable or an unsafe construct is refused with its file and line.
-    Audience attributes: locale, time_zone, signed_up, consents (and department, region from
-    saved searches where available).
+    Audience attributes: locale, time_zone, signed_up, consents, and department, region (the
+    codes named by the recipient's active saved searches).
 
     \b
     Example:
