@@ -69,7 +69,7 @@ def run() -> list[DemoRow]:
     from mailer.config import get_settings
     from mailer.db import session_scope
     from mailer.models import Delivery, Recipient, SuppressionReason
-    from mailer.outbox import OutboxBackend
+    from mailer.providers.outbox import OutboxBackend
     from mailer.purposes import ALL_PURPOSES, PURPOSE_KEYS
     from mailer.recipient_file import read_recipient_file
     from mailer.suppression import contacts, entries

@@ -52,9 +52,9 @@ def get_backend() -> Backend:
     """The configured backend of this process (one pooled HTTP client for SendGrid)."""
     settings = get_settings()
     if settings.email_backend == "sendgrid":
-        from mailer.sendgrid import SendGridBackend
+        from mailer.providers.sendgrid import SendGridBackend
 
         return SendGridBackend.from_settings(settings)
-    from mailer.outbox import OutboxBackend
+    from mailer.providers.outbox import OutboxBackend
 
     return OutboxBackend(settings.outbox_dir)

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from mailer.config import get_settings
 from mailer.message import Envelope, OutgoingMessage
-from mailer.outbox import OutboxBackend, build_eml
-from mailer.sendgrid import build_payload, retry_after_ms
+from mailer.providers.outbox import OutboxBackend, build_eml
+from mailer.providers.sendgrid import build_payload, retry_after_ms
 from tests.conftest import shared_data
 from tests.fakes.sendgrid import load_validator, violations_of
 

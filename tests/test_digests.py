@@ -15,7 +15,7 @@ from mailer.cli import main
 from mailer.db import session_scope
 from mailer.delivery import deliver_batch
 from mailer.models import DeliveryState
-from mailer.outbox import substitute
+from mailer.providers.outbox import substitute
 from mailer.suppression import contacts
 from tests.alert_factories import TODAY, add_search, add_tenders, plan, run_window, tender
 from tests.conftest import counted_queries

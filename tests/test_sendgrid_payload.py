@@ -7,7 +7,7 @@ from sendgrid.helpers.mail import CustomArg, Header, Mail, Personalization, Subs
 
 from mailer.config import get_settings
 from mailer.message import Envelope, OutgoingMessage
-from mailer.sendgrid import build_payload
+from mailer.providers.sendgrid import build_payload
 
 
 def helper_personalization(envelope: Envelope) -> dict:

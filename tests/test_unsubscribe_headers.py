@@ -13,7 +13,7 @@ from mailer.batch import BatchSpec
 from mailer.delivery import deliver_batch
 from mailer.emails import unsubscribe_headers
 from mailer.message import Envelope, OutgoingMessage
-from mailer.outbox import build_eml
+from mailer.providers.outbox import build_eml
 from mailer.suppression.tokens import read_unsubscribe_token, unsubscribe_url
 from tests.conftest import reset_process_state, shared_data
 from tests.factories import all_deliveries, make_recipients

@@ -75,7 +75,7 @@ class CampaignBackend:
             with _request_slots:
                 return self.inner.send(message)
         except PermanentSendError as error:
-            # SendGrid's detail starts with the status (mailer/sendgrid.py: "401: ...").
+            # SendGrid's detail starts with the status (mailer/providers/sendgrid.py: "401: ...").
             if error.detail.split(":", 1)[0].strip() in KEY_REFUSED_STATUSES:
                 self.refused = error.detail
                 raise KeyRefused(error.detail) from error

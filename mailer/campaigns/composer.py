@@ -2,7 +2,7 @@
 
 Rendered once per locale per batch; each recipient's own values (first name, greeting, unsubscribe
 and preference links) travel as SendGrid substitutions, their List-Unsubscribe headers per
-personalization, and our delivery id alone in custom_args (mailer/sendgrid.py).
+personalization, and our delivery id alone in custom_args (mailer/providers/sendgrid.py).
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ def send_test(address: str, purpose: str, timeout: int) -> None:
     else:
         console.print(f" (provider id {record.provider_message_id})")
     if record.state == DeliveryState.SENT and get_settings().email_backend == "outbox":
-        from mailer.outbox import OutboxBackend
+        from mailer.providers.outbox import OutboxBackend
 
         console.print(f"written to {OutboxBackend(get_settings().outbox_dir).path_for(record.id)}")
 
