@@ -39,6 +39,17 @@ class OutgoingMessage:
         return [e.delivery_id for e in self.envelopes]
 
 
+def substitute(text: str, substitutions: dict[str, str]) -> str:
+    """Replace an envelope's tags in shared content, the way SendGrid does (plain string replacement).
+
+    Every backend and every preview applies this one rule, so what a reader gets is the same
+    whichever writes their values in.
+    """
+    for tag, value in substitutions.items():
+        text = text.replace(tag, value)
+    return text
+
+
 class Backend(Protocol):
     """Sends one message; returns the provider's message id or raises a SendError subclass."""
 

@@ -105,7 +105,7 @@ def test_preview_renders_the_legal_mentions_in_the_recipients_language():
     values = content.recipient_values(
         "fr", "Zoé Dupré", "https://x.example.com/u/T", "https://x.example.com/p/T"
     )
-    from mailer.providers.outbox import substitute
+    from mailer.message import substitute
 
     text = substitute(mail.text, mail.substitutions_for(values))
     assert "Bonjour Zoé," in text

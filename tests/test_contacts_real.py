@@ -24,7 +24,7 @@ from mailer.alerts.formats import read_tender_file
 from mailer.alerts.tenders import import_tenders
 from mailer.cli import main
 from mailer.db import session_scope
-from mailer.providers.outbox import substitute
+from mailer.message import substitute
 from mailer.suppression.contacts import contact_keys, name_keys
 from tests.alert_factories import add_search, run_window
 from tests.conftest import shared_data

@@ -14,8 +14,8 @@ from mailer.alerts.models import Digest, DigestRun, Frequency, SavedSearch
 from mailer.cli import main
 from mailer.db import session_scope
 from mailer.delivery import deliver_batch
+from mailer.message import substitute
 from mailer.models import DeliveryState
-from mailer.providers.outbox import substitute
 from mailer.suppression import contacts
 from tests.alert_factories import TODAY, add_search, add_tenders, plan, run_window, tender
 from tests.conftest import counted_queries

@@ -28,7 +28,7 @@ from jinja2 import meta, nodes
 from mailer.campaigns.sandbox import CREATE_RENDER_SECONDS, render_bounded, sandbox
 from mailer.config import SUPPORTED_LOCALES, get_settings
 from mailer.errors import InvalidInput, RenderBudgetExceeded, TemplateProblem
-from mailer.providers.outbox import substitute
+from mailer.message import substitute
 from mailer.purposes import get_purpose
 from mailer.rendering import environment, gettext
 

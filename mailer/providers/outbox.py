@@ -13,7 +13,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 from mailer.config import get_settings
-from mailer.message import Envelope, OutgoingMessage
+from mailer.message import Envelope, OutgoingMessage, substitute
 
 #: Header carrying what SendGrid would get as custom_args (ids only), for inspection.
 CUSTOM_ARGS_HEADER = "X-Mailer-Custom-Args"
@@ -91,13 +91,6 @@ class OutboxBackend:
         temporary = path.with_suffix(".eml.tmp")
         temporary.write_bytes(email.as_bytes())
         os.replace(temporary, path)
-
-
-def substitute(text: str, substitutions: dict[str, str]) -> str:
-    """Replace substitution tags the way SendGrid does (plain string replacement)."""
-    for tag, value in substitutions.items():
-        text = text.replace(tag, value)
-    return text
 
 
 def build_eml(message: OutgoingMessage, envelope: Envelope, provider_id: str) -> EmailMessage:
