@@ -35,14 +35,14 @@ from mailer.batch import BatchSpec, split
 from mailer.config import get_settings
 from mailer.db import id_in, id_text_rows, in_chunks, session_scope, state_is, utcnow
 from mailer.emails import Addressed, RecipientView, composer_for, kinds_requeued_by_their_owner
-from mailer.errors import (
+from mailer.message import Backend, OutgoingMessage, get_backend
+from mailer.models import UNSETTLED_STATES, Delivery, DeliveryState
+from mailer.providers.errors import (
     AmbiguousSendError,
     PermanentSendError,
     RateLimited,
     TransientSendError,
 )
-from mailer.message import Backend, OutgoingMessage, get_backend
-from mailer.models import UNSETTLED_STATES, Delivery, DeliveryState
 from mailer.purposes import get_purpose
 
 log = logging.getLogger(__name__)

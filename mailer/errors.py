@@ -53,51 +53,5 @@ class BadToken(MailerError):
     """Raised when an unsubscribe token is forged, truncated, altered or for an unknown purpose."""
 
 
-class BadSignature(MailerError):
-    """Raised when a provider webhook post's signature is missing, malformed, stale or wrong."""
-
-
-class SendError(MailerError):
-    """Base of the errors a backend raises when a provider call did not succeed."""
-
-    #: Text recorded on the delivery (the provider's own error text where it gave one).
-    detail: str
-
-    def __init__(self, detail: str) -> None:
-        self.detail = detail
-        super().__init__(detail)
-
-
-class PermanentSendError(SendError):
-    """Raised when the provider refused the request for good (400, 401, 403, 413): never retried."""
-
-
-class TransientSendError(SendError):
-    """Raised when the provider did not take the request but may later (5xx, connection refused)."""
-
-
-class RateLimited(TransientSendError):
-    """Raised on SendGrid 429; carries the delay the server asked for."""
-
-    def __init__(self, detail: str, retry_after_ms: int) -> None:
-        super().__init__(detail)
-        self.retry_after_ms = retry_after_ms
-
-
-class AmbiguousSendError(SendError):
-    """Raised when the request was written but no answer came (read timeout, dropped connection).
-
-    The provider may have accepted it; sending again could send twice, so the delivery is
-    recorded ``unknown`` and settled later by provider events.
-    """
-
-
-class KeyRefused(TransientSendError):
-    """Raised for a campaign when SendGrid refuses the API key (401/403): the campaign pauses.
-
-    Not the recipients' fault: their sends go back to pending and go out after ``resume``.
-    """
-
-
 class WrongCampaignState(InvalidInput):
     """Raised when a campaign command does not apply in the campaign's current state."""

@@ -10,11 +10,18 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mailer.config import get_settings
-from mailer.message import Envelope, OutgoingMessage
+from mailer.message import Envelope, OutgoingMessage, get_backend
+from mailer.providers.errors import (
+    KeyRefused,
+    PermanentSendError,
+    RateLimited,
+    SendError,
+    TransientSendError,
+)
 from mailer.providers.outbox import OutboxBackend, build_eml
 from mailer.providers.sendgrid import build_payload, retry_after_ms
 from tests.conftest import shared_data
-from tests.fakes.sendgrid import load_validator, violations_of
+from tests.fakes.sendgrid import RateLimit, Reject, load_validator, violations_of
 
 
 def message(n: int, *, purpose: str = "nouma_offers", substitutions: bool = False) -> OutgoingMessage:
@@ -104,6 +111,30 @@ def test_retry_after_reads_reset_header_and_clamps():
     assert retry_after_ms(httpx.Response(429, headers={"Retry-After": "7"}), now=0) == 7000
     assert retry_after_ms(httpx.Response(429), now=0) == 1000
     assert retry_after_ms(httpx.Response(429, headers={"X-RateLimit-Reset": "999999"}), now=0) == 600_000
+
+
+@pytest.mark.parametrize(
+    "answer,error_class,status",
+    [
+        (Reject(401, "The provided authorization grant is invalid, expired, or revoked"), KeyRefused, 401),
+        (Reject(403, "access forbidden"), KeyRefused, 403),
+        (Reject(400, "The from address does not match a verified Sender Identity"), PermanentSendError, 400),
+        (Reject(413, "Payload Too Large"), PermanentSendError, 413),
+        (Reject(503, "Service Unavailable"), TransientSendError, 503),
+        (RateLimit(reset_in=1), RateLimited, 429),
+    ],
+    ids=["401", "403", "400", "413", "503", "429"],
+)
+def test_each_refusal_is_an_error_class_carrying_its_status(fake_sendgrid, answer, error_class, status):
+    # Given SendGrid answering the next request with a refusal
+    fake_sendgrid.script(answer)
+    # When the backend sends a message
+    with pytest.raises(SendError) as raised:
+        get_backend().send(message(1))
+    # Then the class says what to do with it, and the error carries SendGrid's status
+    assert type(raised.value) is error_class
+    assert raised.value.status_code == status
+    assert raised.value.detail.startswith(f"{status}: ")
 
 
 def test_outbox_writes_one_eml_per_envelope_with_sendgrid_headers(tmp_path):

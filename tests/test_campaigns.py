@@ -404,15 +404,25 @@ def test_429_holds_the_campaign_and_sends_later_instead_of_failing(db, fake_send
     assert records_per_recipient(cid) == dict.fromkeys(ids, 1)
 
 
-def test_a_refused_api_key_pauses_the_campaign_and_fails_nobody(db, fake_sendgrid, tmp_path):
+@pytest.mark.parametrize(
+    "status,text",
+    [
+        (401, "The provided authorization grant is invalid, expired, or revoked"),
+        (403, "access forbidden"),
+    ],
+)
+def test_a_refused_api_key_pauses_the_campaign_and_fails_nobody(db, fake_sendgrid, tmp_path, status, text):
+    # Given a running campaign
     ids = people(2)
     cid = new_campaign(tmp_path)
     released = queue_and_start(cid)
-    fake_sendgrid.script(Reject(401, "The provided authorization grant is invalid, expired, or revoked"))
+    # When SendGrid refuses the API key (revoked: 401; without the mail.send scope: 403)
+    fake_sendgrid.script(Reject(status, text))
     drain(released)
+    # Then the campaign pauses saying why, and every send waits, pending
     paused = campaign(cid)
     assert paused.state == CampaignState.PAUSED and paused.paused_by == PauseCause.ERROR_BUDGET
-    assert "401" in paused.pause_reason and "API key" in paused.pause_reason
+    assert str(status) in paused.pause_reason and "API key" in paused.pause_reason
     assert {d.state for d in _deliveries(cid)} == {DeliveryState.PENDING}
     # The key is fixed; resume sends them, once
     drain(operations.resume(cid).batches)

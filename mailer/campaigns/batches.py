@@ -33,8 +33,8 @@ from mailer.campaigns.pacing import get_pacer
 from mailer.config import get_settings
 from mailer.db import session_scope, utcnow
 from mailer.delivery import BatchOutcome
-from mailer.errors import KeyRefused, PermanentSendError
 from mailer.message import Backend, OutgoingMessage, get_backend
+from mailer.providers.errors import KeyRefused, TransientSendError
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,6 @@ log = logging.getLogger(__name__)
 #: 10 min. The campaign's error budget, not a retry count, decides when to stop and pause.
 MIN_BACKOFF_MS = 10_000
 MAX_BACKOFF_MS = 600_000
-#: Statuses meaning our API key is refused: nothing to do with the recipients.
-KEY_REFUSED_STATUSES = ("401", "403")
 
 
 @dataclass
@@ -74,12 +72,11 @@ class CampaignBackend:
         try:
             with _request_slots:
                 return self.inner.send(message)
-        except PermanentSendError as error:
-            # SendGrid's detail starts with the status (mailer/providers/sendgrid.py: "401: ...").
-            if error.detail.split(":", 1)[0].strip() in KEY_REFUSED_STATUSES:
-                self.refused = error.detail
-                raise KeyRefused(error.detail) from error
-            raise
+        except KeyRefused as error:
+            # Not the recipients' fault: transient for the pipeline, so their sends go back to
+            # pending; the batch's settling pauses the campaign on ``refused``.
+            self.refused = error.detail
+            raise TransientSendError(error.detail, status_code=error.status_code) from error
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,14 @@ from sendgrid.helpers.mail import (
 )
 
 from mailer.config import Settings
-from mailer.errors import AmbiguousSendError, PermanentSendError, RateLimited, TransientSendError
 from mailer.message import Envelope, OutgoingMessage
+from mailer.providers.errors import (
+    AmbiguousSendError,
+    KeyRefused,
+    PermanentSendError,
+    RateLimited,
+    TransientSendError,
+)
 
 SEND_PATH = "/v3/mail/send"
 
@@ -47,8 +53,8 @@ DEFAULT_RATE_LIMIT_DELAY_MS = 1_000
 #: Never wait longer than this (ms) on one 429, whatever the header says.
 MAX_RATE_LIMIT_DELAY_MS = 600_000
 
-#: Statuses after which the same request can never succeed: record the failure, do not retry.
-PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 413, 415})
+#: Statuses meaning SendGrid refuses our API key (revoked, or without the mail.send scope).
+KEY_REFUSED_STATUSES = frozenset({401, 403})
 
 
 def build_payload(message: OutgoingMessage, settings: Settings) -> dict[str, Any]:
@@ -155,12 +161,15 @@ class SendGridBackend:
             return response.headers.get("X-Message-Id", "")
         detail = f"{status}: {error_text(response)}"
         if status == 429:
-            raise RateLimited(detail, retry_after_ms(response))
+            raise RateLimited(detail, retry_after_ms(response), status_code=status)
         if status >= 500:
-            raise TransientSendError(detail)
-        if status in PERMANENT_STATUSES or 400 <= status < 500:
-            raise PermanentSendError(detail)
-        raise TransientSendError(f"unexpected answer {detail}")
+            raise TransientSendError(detail, status_code=status)
+        if status in KEY_REFUSED_STATUSES:
+            raise KeyRefused(detail, status_code=status)
+        if 400 <= status < 500:
+            # The same request can never succeed (400, 404, 413, ...): record it, do not retry.
+            raise PermanentSendError(detail, status_code=status)
+        raise TransientSendError(f"unexpected answer {detail}", status_code=status)
 
     def close(self) -> None:
         if self._client is not None:

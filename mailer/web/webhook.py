@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from mailer.config import get_settings
-from mailer.errors import BadSignature
 from mailer.provider_events import service, signature
+from mailer.providers.errors import BadSignature
 from mailer.web.forms import BodyTooLarge, read_body
 
 log = logging.getLogger(__name__)
