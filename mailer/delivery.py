@@ -35,13 +35,15 @@ from mailer.batch import BatchSpec, split
 from mailer.config import get_settings
 from mailer.db import id_in, id_text_rows, in_chunks, session_scope, state_is, utcnow
 from mailer.emails import Addressed, RecipientView, composer_for, kinds_requeued_by_their_owner
-from mailer.message import Backend, OutgoingMessage, get_backend
+from mailer.message import OutgoingMessage
 from mailer.models import UNSETTLED_STATES, Delivery, DeliveryState
-from mailer.providers.errors import (
+from mailer.providers import (
     AmbiguousSendError,
+    Backend,
     PermanentSendError,
     RateLimited,
     TransientSendError,
+    get_backend,
 )
 from mailer.purposes import get_purpose
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
-from typing import Protocol
-
-from mailer.config import get_settings
 
 
 @dataclass(frozen=True)
@@ -48,24 +44,3 @@ def substitute(text: str, substitutions: dict[str, str]) -> str:
     for tag, value in substitutions.items():
         text = text.replace(tag, value)
     return text
-
-
-class Backend(Protocol):
-    """Sends one message; returns the provider's message id or raises a SendError subclass."""
-
-    name: str
-
-    def send(self, message: OutgoingMessage) -> str: ...
-
-
-@functools.cache
-def get_backend() -> Backend:
-    """The configured backend of this process (one pooled HTTP client for SendGrid)."""
-    settings = get_settings()
-    if settings.email_backend == "sendgrid":
-        from mailer.providers.sendgrid import SendGridBackend
-
-        return SendGridBackend.from_settings(settings)
-    from mailer.providers.outbox import OutboxBackend
-
-    return OutboxBackend(settings.outbox_dir)

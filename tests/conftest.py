@@ -58,7 +58,7 @@ def shared_data(*parts: str) -> Path:
 
 
 def reset_process_state() -> None:
-    from mailer.message import get_backend
+    from mailer.providers import get_backend
 
     if get_backend.cache_info().currsize:
         close = getattr(get_backend(), "close", None)

@@ -10,7 +10,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mailer.config import get_settings
-from mailer.message import Envelope, OutgoingMessage, get_backend
+from mailer.message import Envelope, OutgoingMessage
+from mailer.providers import get_backend
 from mailer.providers.errors import (
     KeyRefused,
     PermanentSendError,

@@ -674,15 +674,16 @@ def test_waiting_for_the_hourly_pace_is_not_a_failed_attempt(db, fake_sendgrid, 
 
 
 def test_a_cancel_while_a_request_fails_leaves_no_send_pending(db, fake_sendgrid, tmp_path):
-    from mailer.message import get_backend
+    from mailer.providers import Backend, get_backend
 
     people(5)
     cid = new_campaign(tmp_path / "c")
     (batch_id,) = queue_and_start(cid)
     fake_sendgrid.script(*[Reject(503, "Service Unavailable")] * 3)
 
-    class CancelledMeanwhile:
+    class CancelledMeanwhile(Backend):
         name = "cancelled-meanwhile"
+        label = "SendGrid"
 
         def send(self, message):
             # The marketing team cancels while the request is on its way; SendGrid answers 503.

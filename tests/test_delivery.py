@@ -276,7 +276,7 @@ class _Recording:
     """The configured backend, with something done after each request (another connection)."""
 
     def __init__(self, after_send):
-        from mailer.message import get_backend
+        from mailer.providers import get_backend
 
         self.inner = get_backend()
         self.after_send = after_send

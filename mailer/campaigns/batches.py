@@ -33,8 +33,8 @@ from mailer.campaigns.pacing import get_pacer
 from mailer.config import get_settings
 from mailer.db import session_scope, utcnow
 from mailer.delivery import BatchOutcome
-from mailer.message import Backend, OutgoingMessage, get_backend
-from mailer.providers.errors import KeyRefused, TransientSendError
+from mailer.message import OutgoingMessage
+from mailer.providers import Backend, KeyRefused, TransientSendError, get_backend
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,14 @@ MAX_CONCURRENT_REQUESTS = 4
 _request_slots = threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS)
 
 
-class CampaignBackend:
+class CampaignBackend(Backend):
     """The configured backend, with a refused API key turned into a pause instead of failures."""
 
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.name = inner.name
+        self.label = inner.label
+        #: Why the campaign must pause, once the provider refused the API key.
         self.refused: str | None = None
 
     def send(self, message: OutgoingMessage) -> str:
@@ -75,7 +77,7 @@ class CampaignBackend:
         except KeyRefused as error:
             # Not the recipients' fault: transient for the pipeline, so their sends go back to
             # pending; the batch's settling pauses the campaign on ``refused``.
-            self.refused = error.detail
+            self.refused = f"{self.label} refused the API key ({error.detail})"
             raise TransientSendError(error.detail, status_code=error.status_code) from error
 
 
@@ -232,7 +234,7 @@ def _settle(
             lifecycle.pause(
                 session,
                 campaign_id,
-                reason=f"SendGrid refused the API key ({refused}); nothing failed: fix the key, then resume",
+                reason=f"{refused}; nothing failed: fix the key, then resume",
                 by=PauseCause.ERROR_BUDGET,
                 now=now,
             )

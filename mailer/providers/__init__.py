@@ -1,1 +1,32 @@
-"""E-mail providers: the backends that send a message, and the webhooks that report what became of it."""
+"""E-mail providers: the backends that send a message, and the webhooks that report what became of it.
+
+The interfaces know no implementation (``backend.py``); ``registry.py`` names them, and the
+settings pick one. A provider is a backend module, a webhook module, a line in the registry and
+its settings (the README's checklist).
+"""
+
+from mailer.providers.backend import Backend
+from mailer.providers.errors import (
+    AmbiguousSendError,
+    BadSignature,
+    KeyRefused,
+    PermanentSendError,
+    RateLimited,
+    SendError,
+    TransientSendError,
+)
+from mailer.providers.registry import get_backend
+
+__all__ = [
+    # Errors
+    "AmbiguousSendError",
+    # Backends
+    "Backend",
+    "BadSignature",
+    "KeyRefused",
+    "PermanentSendError",
+    "RateLimited",
+    "SendError",
+    "TransientSendError",
+    "get_backend",
+]

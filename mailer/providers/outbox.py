@@ -12,8 +12,9 @@ from email.policy import EmailPolicy
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
-from mailer.config import get_settings
+from mailer.config import Settings, get_settings
 from mailer.message import Envelope, OutgoingMessage, substitute
+from mailer.providers.backend import Backend
 
 #: Header carrying what SendGrid would get as custom_args (ids only), for inspection.
 CUSTOM_ARGS_HEADER = "X-Mailer-Custom-Args"
@@ -66,13 +67,18 @@ class _MailPolicy(EmailPolicy):
 MAIL_POLICY = _MailPolicy()
 
 
-class OutboxBackend:
+class OutboxBackend(Backend):
     """Writes ``<outbox>/delivery-<id>.eml`` for every envelope; never talks to the network."""
 
     name = "outbox"
+    label = "the outbox"
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OutboxBackend:
+        return cls(settings.outbox_dir)
 
     def send(self, message: OutgoingMessage) -> str:
         self.directory.mkdir(parents=True, exist_ok=True)

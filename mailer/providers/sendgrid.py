@@ -28,6 +28,7 @@ from sendgrid.helpers.mail import (
 
 from mailer.config import Settings
 from mailer.message import Envelope, OutgoingMessage
+from mailer.providers.backend import Backend
 from mailer.providers.errors import (
     AmbiguousSendError,
     KeyRefused,
@@ -100,10 +101,11 @@ def personalization(envelope: Envelope) -> dict[str, Any]:
     return result
 
 
-class SendGridBackend:
+class SendGridBackend(Backend):
     """Posts mail/send through one pooled keep-alive HTTP client per process."""
 
     name = "sendgrid"
+    label = "SendGrid"
 
     def __init__(self, settings: Settings) -> None:
         if settings.sendgrid_api_key is None:
