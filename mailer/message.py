@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -44,3 +44,18 @@ def substitute(text: str, substitutions: dict[str, str]) -> str:
     for tag, value in substitutions.items():
         text = text.replace(tag, value)
     return text
+
+
+def written_out(message: OutgoingMessage) -> list[OutgoingMessage]:
+    """One message per envelope, its own values written into the content: for a provider that
+    cannot substitute per recipient. Each reads exactly as that recipient's substitutions would."""
+    return [
+        replace(
+            message,
+            subject=substitute(message.subject, envelope.substitutions),
+            text=substitute(message.text, envelope.substitutions),
+            html=substitute(message.html, envelope.substitutions),
+            envelopes=(replace(envelope, substitutions={}),),
+        )
+        for envelope in message.envelopes
+    ]

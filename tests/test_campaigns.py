@@ -684,6 +684,7 @@ def test_a_cancel_while_a_request_fails_leaves_no_send_pending(db, fake_sendgrid
     class CancelledMeanwhile(Backend):
         name = "cancelled-meanwhile"
         label = "SendGrid"
+        limits = get_backend().limits
 
         def send(self, message):
             # The marketing team cancels while the request is on its way; SendGrid answers 503.

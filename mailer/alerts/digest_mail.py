@@ -28,13 +28,14 @@ from mailer.db import id_in, in_chunks
 from mailer.emails import Addressed, Composition, RecipientView
 from mailer.errors import TemplateProblem
 from mailer.message import Envelope, OutgoingMessage
+from mailer.providers import get_backend
 from mailer.rendering import environment
 from mailer.suppression.tokens import preferences_url, unsubscribe_url
 
-#: SendGrid caps the substitutions of one personalization at 10,000 bytes (tags and values);
-#: a digest above this margin is sent in a request of its own.
-MAX_SUBSTITUTION_BYTES = 9_500
-#: Digests per SendGrid request (SendGrid takes up to 1,000): a 200-digest body is ~1 MB, so a
+#: A digest whose substitutions come this close (bytes) to the provider's limit on one
+#: recipient's (SendGrid: 10,000, tags and values) is sent in a request of its own.
+SUBSTITUTION_MARGIN_BYTES = 500
+#: Digests per request, at most (SendGrid takes up to 1,000): a 200-digest body is ~1 MB, so a
 #: worker thread never holds tens of megabytes of request, and one refusal fails fewer sends.
 MAX_DIGESTS_PER_MESSAGE = 200
 #: Tags the shared content carries; each digest's own parts replace them (SendGrid substitutions).
@@ -124,7 +125,9 @@ class DigestComposer:
                 composition.messages.append(_alone(shells[recipient.locale], envelope))
         for locale, envelopes in packs.items():
             shell = shells[locale]
-            for group in in_chunks(envelopes, MAX_DIGESTS_PER_MESSAGE):
+            for group in in_chunks(
+                envelopes, min(MAX_DIGESTS_PER_MESSAGE, get_backend().limits.max_recipients)
+            ):
                 composition.messages.append(
                     OutgoingMessage(
                         purpose=PURPOSE,
@@ -164,9 +167,13 @@ def _envelope(item: Addressed, parts: _Parts) -> Envelope:
 
 
 def _fits(envelope: Envelope) -> bool:
+    limits = get_backend().limits
     values = envelope.substitutions
     size = sum(len(k.encode()) + len(v.encode()) for k, v in values.items())
-    if size > MAX_SUBSTITUTION_BYTES:
+    if (
+        not limits.substitutes_per_recipient
+        or size > limits.max_substitution_bytes - SUBSTITUTION_MARGIN_BYTES
+    ):
         return False
     # A value holding a tag would be read differently by SendGrid and by a plain replacement.
     if any(tag in value for value in values.values() for tag in TAGS):

@@ -67,6 +67,7 @@ class CampaignBackend(Backend):
         self.inner = inner
         self.name = inner.name
         self.label = inner.label
+        self.limits = inner.limits
         #: Why the campaign must pause, once the provider refused the API key.
         self.refused: str | None = None
 

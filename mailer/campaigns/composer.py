@@ -2,7 +2,9 @@
 
 Rendered once per locale per batch; each recipient's own values (first name, greeting, unsubscribe
 and preference links) travel as SendGrid substitutions, their List-Unsubscribe headers per
-personalization, and our delivery id alone in custom_args (mailer/providers/sendgrid.py).
+personalization, and our delivery id alone in custom_args (mailer/providers/sendgrid.py). The
+backend's declared limits size the requests; a provider that cannot substitute per recipient
+gets one message per recipient with their values written in.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from mailer.batch import BatchSpec
 from mailer.campaigns.content import LocaleContent, RenderedCampaign, recipient_values, render
 from mailer.campaigns.models import Campaign, CampaignContent, belongs_to
 from mailer.config import get_settings
-from mailer.db import id_in, utcnow
+from mailer.db import id_in, in_chunks, utcnow
 from mailer.emails import Addressed, Composition, unsubscribe_headers
 from mailer.errors import NotFound, TemplateProblem
-from mailer.message import Envelope, OutgoingMessage
+from mailer.message import Envelope, OutgoingMessage, written_out
 from mailer.models import Delivery, DeliveryState
+from mailer.providers import get_backend
 from mailer.purposes import MARKETING_PURPOSE_KEYS
 from mailer.suppression.tokens import preferences_urls, unsubscribe_urls
 
@@ -122,6 +125,7 @@ class CampaignComposer:
 
     def compose(self, session: Session, spec: BatchSpec, addressed: Sequence[Addressed]) -> Composition:
         composition = Composition()
+        limits = get_backend().limits
         if spec.campaign_id is None:
             raise ValueError(f"campaign sends without their campaign id: {spec.belongs_to!r}")
         # A test send's key is its own (campaign-test:<id>:<run>), never the campaign's.
@@ -163,14 +167,18 @@ class CampaignComposer:
                         substitutions=mail.substitutions_for(values),
                     )
                 )
-            composition.messages.append(
-                OutgoingMessage(
+            subject = (TEST_SUBJECT_PREFIX if is_test else "") + mail.subject
+            for chunk in in_chunks(envelopes, limits.max_recipients):
+                message = OutgoingMessage(
                     purpose=spec.purpose,
                     kind=KIND,
-                    subject=(TEST_SUBJECT_PREFIX if is_test else "") + mail.subject,
+                    subject=subject,
                     text=mail.text,
                     html=mail.html,
-                    envelopes=tuple(envelopes),
+                    envelopes=tuple(chunk),
                 )
-            )
+                if limits.substitutes_per_recipient:
+                    composition.messages.append(message)
+                else:
+                    composition.messages.extend(written_out(message))
         return composition

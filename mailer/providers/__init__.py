@@ -5,7 +5,7 @@ settings pick one. A provider is a backend module, a webhook module, a line in t
 its settings (the README's checklist).
 """
 
-from mailer.providers.backend import Backend
+from mailer.providers.backend import Backend, ProviderLimits
 from mailer.providers.errors import (
     AmbiguousSendError,
     BadSignature,
@@ -25,6 +25,7 @@ __all__ = [
     "BadSignature",
     "KeyRefused",
     "PermanentSendError",
+    "ProviderLimits",
     "RateLimited",
     "SendError",
     "TransientSendError",

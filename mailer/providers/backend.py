@@ -7,9 +7,25 @@ this class only, and ``registry.py`` picks the implementation the settings name.
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 
 from mailer.config import Settings
 from mailer.message import OutgoingMessage
+
+
+@dataclass(frozen=True)
+class ProviderLimits:
+    """What one request to a provider may carry: composers size their messages by it."""
+
+    #: Recipients (SendGrid: personalizations) in one request.
+    max_recipients: int
+    #: Whether the provider writes each recipient's own values into shared content (SendGrid's
+    #: substitutions). Without it, a message carries one recipient's values written in.
+    substitutes_per_recipient: bool
+    #: Bytes of one recipient's substitutions, tags and values together.
+    max_substitution_bytes: int
+    #: Bytes of one recipient's custom arguments as JSON (our delivery id travels there).
+    max_custom_args_bytes: int
 
 
 class Backend(abc.ABC):
@@ -19,6 +35,8 @@ class Backend(abc.ABC):
     name: str
     #: The provider's name in what people read (a campaign's pause reason).
     label: str
+    #: What one request may carry.
+    limits: ProviderLimits
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Backend:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mailer.config import Settings, get_settings
 from mailer.message import Envelope, OutgoingMessage, substitute
-from mailer.providers.backend import Backend
+from mailer.providers.backend import Backend, ProviderLimits
 
 #: Header carrying what SendGrid would get as custom_args (ids only), for inspection.
 CUSTOM_ARGS_HEADER = "X-Mailer-Custom-Args"
@@ -72,6 +72,14 @@ class OutboxBackend(Backend):
 
     name = "outbox"
     label = "the outbox"
+    #: SendGrid's, though a file has no such limits: the embedded default then composes every
+    #: message as production does, and each .eml is what a SendGrid recipient would get.
+    limits = ProviderLimits(
+        max_recipients=1000,
+        substitutes_per_recipient=True,
+        max_substitution_bytes=10_000,
+        max_custom_args_bytes=10_000,
+    )
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)

@@ -28,7 +28,7 @@ from sendgrid.helpers.mail import (
 
 from mailer.config import Settings
 from mailer.message import Envelope, OutgoingMessage
-from mailer.providers.backend import Backend
+from mailer.providers.backend import Backend, ProviderLimits
 from mailer.providers.errors import (
     AmbiguousSendError,
     KeyRefused,
@@ -39,8 +39,10 @@ from mailer.providers.errors import (
 
 SEND_PATH = "/v3/mail/send"
 
-#: SendGrid's limits on one request (mail/send reference).
+#: SendGrid's limits on one request (mail/send reference): personalizations, and the bytes of
+#: one personalization's substitutions and of its custom args.
 MAX_PERSONALIZATIONS = 1000
+MAX_SUBSTITUTION_BYTES = 10_000
 MAX_CUSTOM_ARGS_BYTES = 10_000
 
 #: Seconds to open a connection: a refused or unreachable API is known fast and safe to retry.
@@ -106,6 +108,12 @@ class SendGridBackend(Backend):
 
     name = "sendgrid"
     label = "SendGrid"
+    limits = ProviderLimits(
+        max_recipients=MAX_PERSONALIZATIONS,
+        substitutes_per_recipient=True,
+        max_substitution_bytes=MAX_SUBSTITUTION_BYTES,
+        max_custom_args_bytes=MAX_CUSTOM_ARGS_BYTES,
+    )
 
     def __init__(self, settings: Settings) -> None:
         if settings.sendgrid_api_key is None:
