@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -32,6 +33,9 @@ from mailer.db import Base, dispose_engines, get_engine
 from mailer.migrations import load_models
 
 load_models()
+
+if TYPE_CHECKING:
+    from tests.fakes.sendgrid import FakeSendGrid
 
 CI = bool(os.environ.get("CI"))
 REPO = Path(__file__).resolve().parents[1]
@@ -148,22 +152,31 @@ def sqlite_db(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
     truncate_all(sqlite_url)
 
 
-@pytest.fixture
-def fake_sendgrid(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    """The fake SendGrid, with the mailer pointed at it; every body it got must be valid."""
+@pytest.fixture(scope="session")
+def sendgrid_server() -> Iterator[FakeSendGrid]:
+    """The fake SendGrid server of the whole session (tests take it through ``fake_sendgrid``)."""
     from tests.fakes.sendgrid import FakeSendGrid
 
     shared_data("sendgrid", "mail_send_request_schema.resolved.json")
-    fake = FakeSendGrid().start()
+    server = FakeSendGrid().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fake_sendgrid(sendgrid_server: FakeSendGrid, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSendGrid]:
+    """The fake SendGrid as a fresh server, with the mailer pointed at it; every body it got must
+    be valid."""
+    fake = sendgrid_server
+    fake.reset()
     monkeypatch.setenv("MAILER_EMAIL_BACKEND", "sendgrid")
     monkeypatch.setenv("SENDGRID_API_KEY", fake.api_key)
     monkeypatch.setenv("MAILER_SENDGRID_API_URL", fake.url)
     monkeypatch.setenv("MAILER_SENDGRID_TIMEOUT", "1.0")
     reset_process_state()
-    try:
-        yield fake
-    finally:
-        fake.stop()
+    yield fake
     assert fake.violations == [], f"payloads SendGrid would refuse: {fake.violations}"
 
 

@@ -175,3 +175,33 @@ def test_any_french_subject_survives_the_outbox(subject):
     )
     assert parsed["Subject"] == subject
     assert parsed["To"].addresses[0].display_name == "Hélène"
+
+
+def test_the_sessions_fake_is_fresh_for_each_test(sendgrid_server):
+    # Given a server that answered, counted and still has behaviours scripted
+    from mailer.providers.sendgrid import SendGridBackend
+
+    backend = SendGridBackend(settings_for(sendgrid_server))
+    sendgrid_server.reset()
+    sendgrid_server.script(Reject(500), Reject(500))
+    with pytest.raises(TransientSendError):
+        backend.send(message(2))
+    assert sendgrid_server.requests and sendgrid_server.request_count == 1
+    # When it is reset for the next test
+    sendgrid_server.reset()
+    # Then it has seen nothing and accepts the next request, as a freshly started one would
+    assert sendgrid_server.requests == [] and sendgrid_server.request_count == 0
+    try:
+        backend.send(message(2))
+    finally:
+        backend.close()
+    assert [r.status for r in sendgrid_server.requests] == [202]
+    assert sendgrid_server.accepted_personalizations == 2
+
+
+def settings_for(server):
+    from pydantic import SecretStr
+
+    return get_settings().model_copy(
+        update={"sendgrid_api_key": SecretStr(server.api_key), "sendgrid_api_url": server.url}
+    )

@@ -38,13 +38,11 @@ SCENARIO_TIMEOUT = 90
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeSendGrid]:
-    server = FakeSendGrid().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-    assert server.violations == []
+def fake(sendgrid_server: FakeSendGrid) -> Iterator[FakeSendGrid]:
+    """The session's fake SendGrid, fresh; the workers this test starts are pointed at it."""
+    sendgrid_server.reset()
+    yield sendgrid_server
+    assert sendgrid_server.violations == []
 
 
 @pytest.fixture

@@ -188,12 +188,19 @@ def test_5xx_is_retried_then_failed_on_the_last_attempt(db, fake_sendgrid):
 
 
 def test_an_unreachable_api_is_transient(db, fake_sendgrid, monkeypatch):
+    import socket
+
     from tests.conftest import reset_process_state
 
-    fake_sendgrid.stop()  # nothing listens on its port any more
-    reset_process_state()
-    ids = make_recipients(1)
-    outcome = deliver_batch(spec(ids))
+    # Given an API address where a port is taken but nothing listens: connections are refused
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("MAILER_SENDGRID_API_URL", f"http://127.0.0.1:{taken.getsockname()[1]}")
+        reset_process_state()
+        ids = make_recipients(1)
+        # When a batch is delivered
+        outcome = deliver_batch(spec(ids))
+    # Then nothing failed for good: the send waits, pending, for a retry
     assert outcome.retry
     (record,) = all_deliveries()
     assert record.state == DeliveryState.PENDING and "unreachable" in record.error
