@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from mailer.config import get_settings
-from mailer.provider_events import service, signature
+from mailer.provider_events import service
+from mailer.providers import sendgrid_webhook
 from mailer.providers.errors import BadSignature
 from mailer.web.forms import BodyTooLarge, read_body
 
@@ -35,7 +36,7 @@ def _enqueue(batch_id: int) -> None:
 def handler(clock: Callable[[], float]) -> Callable[[Request], object]:
     """The endpoint, reading the time from ``clock`` (tests replay signed vectors from the past)."""
 
-    async def sendgrid_webhook(request: Request) -> Response:
+    async def endpoint(request: Request) -> Response:
         settings = get_settings()
         public_key = settings.sendgrid_webhook_public_key
         if public_key is None:
@@ -46,10 +47,10 @@ def handler(clock: Callable[[], float]) -> Callable[[Request], object]:
         except BodyTooLarge:
             return PlainTextResponse("body too large", 413)
         try:
-            signed_at = signature.verify(
+            signed_at = sendgrid_webhook.verify(
                 public_key,
-                request.headers.get(signature.SIGNATURE_HEADER),
-                request.headers.get(signature.TIMESTAMP_HEADER),
+                request.headers.get(sendgrid_webhook.SIGNATURE_HEADER),
+                request.headers.get(sendgrid_webhook.TIMESTAMP_HEADER),
                 body,
                 now=clock(),
                 max_age_seconds=settings.sendgrid_webhook_max_age_seconds,
@@ -66,4 +67,4 @@ def handler(clock: Callable[[], float]) -> Callable[[Request], object]:
             return PlainTextResponse("could not queue the events, try again", 503)
         return Response(status_code=200)
 
-    return sendgrid_webhook
+    return endpoint

@@ -1,4 +1,4 @@
-"""SendGrid Event Webhook signatures: ECDSA P-256 / SHA-256 over the timestamp header + raw body.
+"""SendGrid Event Webhook: signatures (ECDSA P-256 / SHA-256 over the timestamp header + raw body).
 
 Pure functions over bytes: no database, no settings. The verification key is the base64
 SubjectPublicKeyInfo SendGrid shows in its mail settings (a PEM block is accepted too).
