@@ -233,7 +233,8 @@ def _check_coherence(settings: Settings) -> None:
             # RFC 8058: the one-click link must be https; mail clients ignore it otherwise.
             raise ConfigError("MAILER_BASE_URL: must be an https:// URL outside the embedded default")
     if settings.sendgrid_webhook_public_key is not None:
-        from mailer.providers.sendgrid_webhook import load_public_key
+        # Imported here: only processes given a key load the cryptography library.
+        from mailer.webhook_keys import load_public_key
 
         try:
             load_public_key(settings.sendgrid_webhook_public_key)

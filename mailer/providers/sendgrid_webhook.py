@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 
 from mailer.providers.errors import BadSignature
+from mailer.webhook_keys import load_public_key
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -24,22 +23,6 @@ TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 MAX_SIGNATURE_CHARS = 200
 #: Unix seconds fit in 10 digits until 2286; a longer "timestamp" is not one.
 MAX_TIMESTAMP_CHARS = 12
-
-
-@functools.lru_cache(maxsize=8)
-def load_public_key(text: str) -> ec.EllipticCurvePublicKey:
-    """The P-256 public key in ``text`` (base64 DER or PEM); ValueError says what is wrong."""
-    text = text.strip()
-    try:
-        if text.startswith("-----BEGIN"):
-            key = load_pem_public_key(text.encode("ascii"))
-        else:
-            key = load_der_public_key(base64.b64decode(text, validate=True))
-    except (ValueError, binascii.Error, UnicodeEncodeError) as error:
-        raise ValueError(f"not a base64 or PEM public key ({error})") from None
-    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise ValueError("not an ECDSA P-256 public key")
-    return key
 
 
 def verify(
