@@ -16,9 +16,9 @@ from mailer import consent
 from mailer.addresses import hash_of
 from mailer.db import session_scope
 from mailer.models import ConsentSource, Delivery, DeliveryEvent, DeliveryState
-from mailer.provider_events import service
+from mailer.provider_events import applying
+from mailer.provider_events.applying import OUTCOME_ORDER, TRANSITIONS
 from mailer.provider_events.models import WebhookBatch
-from mailer.provider_events.service import OUTCOME_ORDER, TRANSITIONS
 from tests.conftest import reset_process_state, shared_data
 from tests.factories import make_recipient
 from tests.web_support import consent_events, consents, sendgrid_body, suppressions
@@ -114,9 +114,9 @@ def ours(event: dict[str, Any], delivery_id: int) -> dict[str, Any]:
     return event
 
 
-def apply(*events: dict[str, Any]) -> service.ApplyOutcome:
-    batch_id = service.store_batch(sendgrid_body(list(events)), signed_at=1_700_000_000)
-    outcome = service.apply_batch(batch_id)
+def apply(*events: dict[str, Any]) -> applying.ApplyOutcome:
+    batch_id = applying.store_batch(sendgrid_body(list(events)), signed_at=1_700_000_000)
+    outcome = applying.apply_batch(batch_id)
     assert outcome is not None
     return outcome
 
@@ -209,8 +209,8 @@ def test_unknown_event_types_are_stored_not_crashed_on(db):
 
 
 def test_an_unreadable_signed_batch_is_marked_and_kept(db):
-    batch_id = service.store_batch(b"not json at all", signed_at=1_700_000_000)
-    assert service.apply_batch(batch_id).events == 0
+    batch_id = applying.store_batch(b"not json at all", signed_at=1_700_000_000)
+    assert applying.apply_batch(batch_id).events == 0
     with session_scope(readonly=True) as session:
         batch = session.get(WebhookBatch, batch_id)
         assert batch.applied_at is not None and "not JSON" in batch.outcome["error"]
@@ -377,21 +377,21 @@ def test_a_hard_bounce_suppresses_the_bounced_address_even_without_a_delivery(db
 
 
 def test_batches_waiting_too_long_are_found_and_applied_ones_pruned(db):
-    waiting = service.store_batch(b"[]", signed_at=1)
-    done = service.store_batch(b"[]", signed_at=1)
-    service.apply_batch(done)
+    waiting = applying.store_batch(b"[]", signed_at=1)
+    done = applying.store_batch(b"[]", signed_at=1)
+    applying.apply_batch(done)
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=31)
-    assert service.unapplied_batches(now=later) == [waiting]
-    assert service.prune_batches(now=later) == 1
-    assert service.unapplied_batches(now=later) == [waiting]
+    assert applying.unapplied_batches(now=later) == [waiting]
+    assert applying.prune_batches(now=later) == 1
+    assert applying.unapplied_batches(now=later) == [waiting]
 
 
 def test_events_with_nul_and_lone_surrogates_are_stored(db):
     # Given JSON escapes no database column accepts, in an address and a free-text field
     body = b'[{"event":"bounce","sg_event_id":"n1","email":"x\\ud800@example.com","reason":"a\\u0000b"}]'
-    batch_id = service.store_batch(body, signed_at=1)
+    batch_id = applying.store_batch(body, signed_at=1)
     # When applied, then the event is kept (cleaned), and nothing crashes
-    assert service.apply_batch(batch_id).events == 1
+    assert applying.apply_batch(batch_id).events == 1
     with session_scope(readonly=True) as session:
         (stored,) = session.scalars(sa.select(DeliveryEvent))
         assert stored.payload["reason"] == "a\ufffdb"

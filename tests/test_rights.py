@@ -17,7 +17,7 @@ from mailer.cli import main
 from mailer.db import Base, session_scope
 from mailer.delivery import deliver_batch
 from mailer.models import ConsentSource, Delivery, DeliveryState, Recipient
-from mailer.provider_events import service as provider_events
+from mailer.provider_events import applying as provider_events
 from mailer.rights.models import RightsRequest
 from tests.alert_factories import add_search, add_tenders, tender
 from tests.factories import all_deliveries, make_recipient

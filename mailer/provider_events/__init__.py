@@ -1,6 +1,6 @@
 """Provider (SendGrid) events: the verified webhook batches, and applying them to our records.
 
-- ``service``: storing a verified batch; a worker applies it: dedupe on the provider's event
+- ``applying``: storing a verified batch; a worker applies it: dedupe on the provider's event
   id, correlate to our delivery, advance its state, suppress hard bounces and spam complaints,
   withdraw consent on provider unsubscribes.
 """

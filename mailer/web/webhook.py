@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from mailer.config import get_settings
-from mailer.provider_events import service
+from mailer.provider_events import applying
 from mailer.providers import sendgrid_webhook
 from mailer.providers.errors import BadSignature
 from mailer.web.forms import BodyTooLarge, read_body
@@ -58,12 +58,12 @@ def handler(clock: Callable[[], float]) -> Callable[[Request], object]:
         except BadSignature as refusal:
             log.warning("SendGrid webhook post refused: %s", refusal)
             return PlainTextResponse("bad signature", 400)
-        batch_id = await run_in_threadpool(service.store_batch, body, signed_at)
+        batch_id = await run_in_threadpool(applying.store_batch, body, signed_at)
         try:
             await run_in_threadpool(_enqueue, batch_id)
         except Exception:
             log.exception("webhook batch %d could not be queued; SendGrid will post it again", batch_id)
-            await run_in_threadpool(service.forget_batch, batch_id)
+            await run_in_threadpool(applying.forget_batch, batch_id)
             return PlainTextResponse("could not queue the events, try again", 503)
         return Response(status_code=200)
 
