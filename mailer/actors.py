@@ -22,7 +22,7 @@ from mailer.broker import (  # noqa: F401  (broker: set before any actor is decl
 from mailer.campaigns import batches as campaign_batches
 from mailer.campaigns import fanout as campaign_fanout
 from mailer.errors import MailerError
-from mailer.provider_events import applying as provider_events
+from mailer.provider_events import batches as provider_events
 
 # Importing mailer.broker chose the broker from the configuration, before any actor below is
 # declared; the services imported above declare none.

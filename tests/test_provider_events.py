@@ -16,9 +16,10 @@ from mailer import consent
 from mailer.addresses import hash_of
 from mailer.db import session_scope
 from mailer.models import ConsentSource, Delivery, DeliveryEvent, DeliveryState
-from mailer.provider_events import applying
-from mailer.provider_events.applying import OUTCOME_ORDER, TRANSITIONS
+from mailer.provider_events import batches
 from mailer.provider_events.models import WebhookBatch
+from mailer.provider_events.outcome import ApplyOutcome
+from mailer.provider_events.transitions import OUTCOME_ORDER, TRANSITIONS
 from tests.conftest import reset_process_state, shared_data
 from tests.factories import make_recipient
 from tests.web_support import consent_events, consents, sendgrid_body, suppressions
@@ -114,9 +115,9 @@ def ours(event: dict[str, Any], delivery_id: int) -> dict[str, Any]:
     return event
 
 
-def apply(*events: dict[str, Any]) -> applying.ApplyOutcome:
-    batch_id = applying.store_batch(sendgrid_body(list(events)), signed_at=1_700_000_000)
-    outcome = applying.apply_batch(batch_id)
+def apply(*events: dict[str, Any]) -> ApplyOutcome:
+    batch_id = batches.store_batch("sendgrid", sendgrid_body(list(events)), signed_at=1_700_000_000)
+    outcome = batches.apply_batch(batch_id)
     assert outcome is not None
     return outcome
 
@@ -209,8 +210,8 @@ def test_unknown_event_types_are_stored_not_crashed_on(db):
 
 
 def test_an_unreadable_signed_batch_is_marked_and_kept(db):
-    batch_id = applying.store_batch(b"not json at all", signed_at=1_700_000_000)
-    assert applying.apply_batch(batch_id).events == 0
+    batch_id = batches.store_batch("sendgrid", b"not json at all", signed_at=1_700_000_000)
+    assert batches.apply_batch(batch_id).events == 0
     with session_scope(readonly=True) as session:
         batch = session.get(WebhookBatch, batch_id)
         assert batch.applied_at is not None and "not JSON" in batch.outcome["error"]
@@ -377,21 +378,21 @@ def test_a_hard_bounce_suppresses_the_bounced_address_even_without_a_delivery(db
 
 
 def test_batches_waiting_too_long_are_found_and_applied_ones_pruned(db):
-    waiting = applying.store_batch(b"[]", signed_at=1)
-    done = applying.store_batch(b"[]", signed_at=1)
-    applying.apply_batch(done)
+    waiting = batches.store_batch("sendgrid", b"[]", signed_at=1)
+    done = batches.store_batch("sendgrid", b"[]", signed_at=1)
+    batches.apply_batch(done)
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=31)
-    assert applying.unapplied_batches(now=later) == [waiting]
-    assert applying.prune_batches(now=later) == 1
-    assert applying.unapplied_batches(now=later) == [waiting]
+    assert batches.unapplied_batches(now=later) == [waiting]
+    assert batches.prune_batches(now=later) == 1
+    assert batches.unapplied_batches(now=later) == [waiting]
 
 
 def test_events_with_nul_and_lone_surrogates_are_stored(db):
     # Given JSON escapes no database column accepts, in an address and a free-text field
     body = b'[{"event":"bounce","sg_event_id":"n1","email":"x\\ud800@example.com","reason":"a\\u0000b"}]'
-    batch_id = applying.store_batch(body, signed_at=1)
+    batch_id = batches.store_batch("sendgrid", body, signed_at=1)
     # When applied, then the event is kept (cleaned), and nothing crashes
-    assert applying.apply_batch(batch_id).events == 1
+    assert batches.apply_batch(batch_id).events == 1
     with session_scope(readonly=True) as session:
         (stored,) = session.scalars(sa.select(DeliveryEvent))
         assert stored.payload["reason"] == "a\ufffdb"

@@ -17,7 +17,7 @@ from mailer.cli import main
 from mailer.db import Base, session_scope
 from mailer.delivery import deliver_batch
 from mailer.models import ConsentSource, Delivery, DeliveryState, Recipient
-from mailer.provider_events import applying as provider_events
+from mailer.provider_events import batches as provider_events
 from mailer.rights.models import RightsRequest
 from tests.alert_factories import add_search, add_tenders, tender
 from tests.factories import all_deliveries, make_recipient
@@ -59,7 +59,7 @@ def provider_events_about(delivery_ids: dict[int, str]) -> None:
         }
         for delivery_id, address in delivery_ids.items()
     ]
-    batch = provider_events.store_batch(json.dumps(events).encode(), signed_at=1_764_000_000)
+    batch = provider_events.store_batch("sendgrid", json.dumps(events).encode(), signed_at=1_764_000_000)
     provider_events.apply_batch(batch)
 
 

@@ -50,10 +50,10 @@ def test_stats_refuses_a_bad_window(sqlite_db, capsys):
 
 
 def test_events_sweep_applies_a_batch_whose_message_was_lost(db, capsys):
-    from mailer.provider_events import applying
+    from mailer.provider_events import batches
     from mailer.provider_events.models import WebhookBatch
 
-    batch_id = applying.store_batch(b'[{"event":"delivered","sg_event_id":"s1"}]', signed_at=1)
+    batch_id = batches.store_batch("sendgrid", b'[{"event":"delivered","sg_event_id":"s1"}]', signed_at=1)
     with session_scope() as session:
         session.get(WebhookBatch, batch_id).received_at = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     assert main(["events", "sweep"]) == 0

@@ -22,11 +22,11 @@ def sweep() -> None:
     """
     from mailer import actors
     from mailer.broker import embedded_worker
-    from mailer.provider_events import applying
+    from mailer.provider_events import batches
 
-    waiting = applying.unapplied_batches()
+    waiting = batches.unapplied_batches()
     with embedded_worker():
         for batch_id in waiting:
             actors.apply_provider_events.send(batch_id)
-    pruned = applying.prune_batches()
+    pruned = batches.prune_batches()
     console.print(f"{len(waiting)} batches queued again, {pruned} applied batches pruned")

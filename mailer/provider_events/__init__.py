@@ -1,6 +1,10 @@
-"""Provider (SendGrid) events: the verified webhook batches, and applying them to our records.
+"""Provider events: the verified webhook batches, and applying their events to our records.
 
-- ``applying``: storing a verified batch; a worker applies it: dedupe on the provider's event
-  id, correlate to our delivery, advance its state, suppress hard bounces and spam complaints,
-  withdraw consent on provider unsubscribes.
+Provider-neutral: each provider's webhook module (``mailer/providers``) reads its posts into
+``ProviderEvent`` objects, and this package applies them.
+
+- ``batches``: a verified post stored as received, applied once by a worker, swept when lost;
+- ``applying``: dedupe on the provider's event id, correlate to our delivery
+  (``correlation``), advance its state (``transitions``), and tell the person's records
+  (``people``: suppress hard bounces and spam complaints, withdraw consent on unsubscribes).
 """

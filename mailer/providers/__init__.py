@@ -15,7 +15,7 @@ from mailer.providers.errors import (
     SendError,
     TransientSendError,
 )
-from mailer.providers.registry import get_backend
+from mailer.providers.registry import get_backend, webhook_source
 
 __all__ = [
     # Errors
@@ -30,4 +30,5 @@ __all__ = [
     "SendError",
     "TransientSendError",
     "get_backend",
+    "webhook_source",
 ]

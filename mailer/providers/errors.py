@@ -58,3 +58,7 @@ class AmbiguousSendError(SendError):
 
 class BadSignature(MailerError):
     """Raised when a provider webhook post's signature is missing, malformed, stale or wrong."""
+
+
+class WebhookNotConfigured(MailerError):
+    """Raised when a webhook post arrives for a source whose verification key is not set (503)."""

@@ -1,4 +1,4 @@
-"""The web process: unsubscribe links, preference centre, SendGrid's event webhook, health.
+"""The web process: unsubscribe links, preference centre, providers' event webhooks, health.
 
 Started by the Procfile's ``web`` line (uvicorn, ``--factory mailer.web:create_app``). With the
 in-process broker (embedded default) it also runs worker threads, so webhook batches it queues
@@ -24,6 +24,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailer.db import session_scope
+from mailer.providers.registry import WEBHOOK_SOURCES
 from mailer.web import links, pages, webhook
 
 log = logging.getLogger("mailer.web")
@@ -133,7 +134,10 @@ def routes(clock: Callable[[], float]) -> list[Route]:
         Route("/preferences/{token}", links.preferences_page, methods=["GET"], name="preferences"),
         Route("/preferences/{token}", links.preferences_save, methods=["POST"], name="preferences_save"),
         Route("/preferences/{token}/stop", links.preferences_stop, methods=["POST"], name="preferences_stop"),
-        Route("/webhooks/sendgrid", webhook.handler(clock), methods=["POST"], name="sendgrid_webhook"),
+        *(
+            Route(f"/webhooks/{name}", webhook.handler(name, clock), methods=["POST"], name=f"{name}_webhook")
+            for name in WEBHOOK_SOURCES
+        ),
         Route("/healthz", healthz, methods=["GET"], name="healthz"),
     ]
 

@@ -68,7 +68,7 @@ def run(url: str) -> None:
     from mailer.broker import broker
     from mailer.db import session_scope
     from mailer.models import Delivery, DeliveryEvent, DeliveryState
-    from mailer.provider_events import applying
+    from mailer.provider_events import batches
     from mailer.suppression import tokens
     from tests.factories import make_recipient
     from tests.web_support import WebhookSigner, sendgrid_body, web_client
@@ -142,8 +142,10 @@ def run(url: str) -> None:
     ]
     started = time.perf_counter()
     for start in range(0, EVENTS, 500):
-        batch_id = applying.store_batch(json.dumps(events[start : start + 500]).encode(), signed_at=1)
-        applying.apply_batch(batch_id)
+        batch_id = batches.store_batch(
+            "sendgrid", json.dumps(events[start : start + 500]).encode(), signed_at=1
+        )
+        batches.apply_batch(batch_id)
     apply_seconds = time.perf_counter() - started
     now = dt.datetime.now(dt.UTC)
     started = time.perf_counter()
