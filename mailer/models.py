@@ -220,16 +220,22 @@ class Delivery(Base):
 
 
 class DeliveryEvent(Base):
-    """One provider event, stored once (keyed by the provider's event id) with its raw payload."""
+    """One provider event, stored once (keyed by its provider and the provider's event id) with
+    its raw payload."""
 
     __tablename__ = "delivery_events"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    provider_event_id: Mapped[str] = mapped_column(sa.String(120), unique=True)
+    #: The webhook source that reported it (``/webhooks/<provider>``): two providers' ids may meet.
+    provider: Mapped[str] = mapped_column(sa.String(20))
+    provider_event_id: Mapped[str] = mapped_column(sa.String(120))
     delivery_id: Mapped[int | None] = mapped_column(sa.ForeignKey("deliveries.id"))
     type: Mapped[str] = mapped_column(sa.String(40))
     occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONDoc)
 
-    __table_args__ = (sa.Index("ix_delivery_events_delivery_id", "delivery_id"),)
+    __table_args__ = (
+        sa.UniqueConstraint("provider", "provider_event_id"),
+        sa.Index("ix_delivery_events_delivery_id", "delivery_id"),
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 
@@ -48,3 +49,32 @@ def test_the_spellings_revision_rekeys_the_tenders_already_there(db):
         keys = set(connection.scalars(sa.text("SELECT key FROM tender_contact_keys WHERE tender_id = 7")))
     assert keys == contact_keys("Service achats — Mme Chich-Bourgine", None)
     assert "opposed_name_keys" in sa.inspect(engine).get_table_names()
+
+
+def test_events_stored_before_provider_keys_are_sendgrids(db):
+    # Given an event stored when event ids were unique across providers
+    command.downgrade(migrations.alembic_config(db), "0009_notice_kinds")
+    engine = get_engine(db)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO delivery_events (id, provider_event_id, type, occurred_at, received_at, payload) "
+                "VALUES (1, 'evt-1', 'delivered', :now, :now, '{}')"
+            ),
+            {"now": "2026-11-26 06:00:00"},
+        )
+
+    # When the database is brought up to date
+    migrations.upgrade(db)
+
+    # Then that event is SendGrid's, and another provider may store an event of the same id
+    insert = sa.text(
+        "INSERT INTO delivery_events (id, provider, provider_event_id, type, occurred_at, received_at, "
+        "payload) VALUES (:id, :provider, 'evt-1', 'delivered', :now, :now, '{}')"
+    )
+    with engine.begin() as connection:
+        assert connection.scalar(sa.text("SELECT provider FROM delivery_events WHERE id = 1")) == "sendgrid"
+        connection.execute(insert, {"id": 2, "provider": "acme", "now": "2026-11-26 06:00:00"})
+    # But SendGrid may not store it twice
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as connection:
+        connection.execute(insert, {"id": 3, "provider": "sendgrid", "now": "2026-11-26 06:00:00"})

@@ -42,7 +42,7 @@ def apply_events(session: Session, source: WebhookSource, events: Sequence[Provi
         unique.setdefault(event.event_id, event)
     outcome.duplicates = len(events) - len(unique)
     deliveries = correlate(session, list(unique.values()))
-    new_ids = _store(session, list(unique.values()), deliveries)
+    new_ids = _store(session, source.name, list(unique.values()), deliveries)
     outcome.duplicates += len(unique) - len(new_ids)
     fresh = sorted(
         (e for e in unique.values() if e.event_id in new_ids),
@@ -60,9 +60,9 @@ def apply_events(session: Session, source: WebhookSource, events: Sequence[Provi
 
 
 def _store(
-    session: Session, events: list[ProviderEvent], deliveries: dict[str, EventDelivery | None]
+    session: Session, provider: str, events: list[ProviderEvent], deliveries: dict[str, EventDelivery | None]
 ) -> set[str]:
-    """Insert the events; return the ids inserted now (the others were seen before)."""
+    """Insert the events of ``provider``; return the ids inserted now (the others were seen before)."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     now = utcnow()
@@ -70,6 +70,7 @@ def _store(
     for chunk in in_chunks(events, WRITE_CHUNK):
         rows = [
             {
+                "provider": provider,
                 "provider_event_id": e.event_id,
                 "delivery_id": row.id if (row := deliveries.get(e.event_id)) else None,
                 "type": e.kind.value if e.kind != EventKind.UNKNOWN else e.name,
@@ -83,7 +84,7 @@ def _store(
             session.scalars(
                 insert(DeliveryEvent)
                 .values(rows)
-                .on_conflict_do_nothing(index_elements=["provider_event_id"])
+                .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
                 .returning(DeliveryEvent.provider_event_id)
             )
         )

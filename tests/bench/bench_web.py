@@ -154,6 +154,7 @@ def run(url: str) -> None:
             sa.insert(DeliveryEvent),
             [
                 {
+                    "provider": "sendgrid",
                     "provider_event_id": f"raw{d}",
                     "delivery_id": d,
                     "type": "delivered",
