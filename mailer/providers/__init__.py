@@ -5,7 +5,10 @@ settings pick one. A provider is a backend module, a webhook module, a line in t
 its settings (the README's checklist).
 """
 
+# Sending: the interface, its limits, the configured backend; webhooks: the configured sources.
 from mailer.providers.backend import Backend, ProviderLimits
+
+# What a provider call or a webhook post can end in.
 from mailer.providers.errors import (
     AmbiguousSendError,
     BadSignature,
@@ -18,9 +21,7 @@ from mailer.providers.errors import (
 from mailer.providers.registry import get_backend, webhook_source
 
 __all__ = [
-    # Errors
     "AmbiguousSendError",
-    # Backends
     "Backend",
     "BadSignature",
     "KeyRefused",
