@@ -20,7 +20,8 @@ class WebhookBatch(Base):
     __tablename__ = "webhook_batches"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    provider: Mapped[str] = mapped_column(sa.String(20), default="sendgrid")
+    #: The webhook source that verified it (``/webhooks/<provider>``); its parser reads the body.
+    provider: Mapped[str] = mapped_column(sa.String(20))
     #: The raw body, exactly as signed (UTF-8 JSON for SendGrid).
     body: Mapped[str] = mapped_column(sa.Text)
     #: The timestamp the provider signed.
