@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from mailer.db import in_chunks, utcnow
 from mailer.models import Consent, ConsentAction, ConsentEvent, ConsentSource
-from mailer.purposes import get_purpose
+from mailer.purposes import get_consent
 
 #: Rows per INSERT when writing many events (bound-parameter limits on SQLite).
 WRITE_CHUNK = 500
@@ -74,7 +74,7 @@ def record_many(session: Session, changes: Sequence[ConsentChange]) -> int:
 
 
 def _event(change: ConsentChange) -> ConsentEvent:
-    get_purpose(change.purpose)
+    get_consent(change.purpose)
     proof = change.proof
     recorded_at = utcnow()
     at = proof.at or recorded_at

@@ -35,7 +35,7 @@ from mailer.batch import BatchSpec, split
 from mailer.config import get_settings
 from mailer.db import id_in, id_text_rows, in_chunks, session_scope, state_is, utcnow
 from mailer.emails import Addressed, RecipientView, composer_for, kinds_requeued_by_their_owner
-from mailer.message import OutgoingMessage
+from mailer.message import OutgoingMessage, split_by_tracking
 from mailer.models import UNSETTLED_STATES, Delivery, DeliveryState
 from mailer.providers import (
     AmbiguousSendError,
@@ -135,7 +135,8 @@ def deliver_batch(
         _skip(session, spec, {**refused, **composition.skipped}, outcome, claim)
         _fail_pending(session, spec, composition.failed, outcome, claim)
 
-    messages = [m for m in composition.messages if m.envelopes]
+    tracked = {d for d, r in allowed.items() if r in views and views[r].tracked}
+    messages = [part for m in composition.messages if m.envelopes for part in split_by_tracking(m, tracked)]
     backend = backend or get_backend()
     outcomes = _Outcomes(outcome)
     waves = _Waves()
@@ -193,7 +194,7 @@ def _recipient_views(rows: Iterable[Any]) -> dict[int, RecipientView]:
     """What rendering may know of the recipients the gate allowed (active, with an address)."""
     default_locale = get_settings().default_locale
     return {
-        r.id: RecipientView(r.id, r.address, r.name, r.locale or default_locale, r.time_zone)
+        r.id: RecipientView(r.id, r.address, r.name, r.locale or default_locale, r.time_zone, bool(r.tracked))
         for r in rows
         if r.address
     }

@@ -35,6 +35,8 @@ class RecipientView(NamedTuple):
     name: str | None
     locale: str
     time_zone: str
+    #: Consent to measure opens and clicks (the request's tracking follows it).
+    tracked: bool = False
 
 
 class Addressed(NamedTuple):

@@ -19,7 +19,7 @@ from mailer.addresses import address_hash, normalise_address
 from mailer.db import id_in, in_chunks
 from mailer.errors import InvalidAddress
 from mailer.models import AccountState, Consent, Recipient, Suppression
-from mailer.purposes import ALL_PURPOSES, get_purpose
+from mailer.purposes import ALL_PURPOSES, TRACKING, get_purpose
 
 #: Recipients per query; a batch is at most this many, so a batch costs one query.
 GATE_CHUNK = 1000
@@ -45,8 +45,8 @@ class Verdicts:
 
     #: Each recipient asked about: None when the purpose may be sent to it now, else the skip reason.
     reasons: dict[int, str | None]
-    #: The row of each allowed recipient (id, address, name, locale, time_zone): the batch that
-    #: renders for them reads the recipients once.
+    #: The row of each allowed recipient (id, address, name, locale, time_zone, tracked): the
+    #: batch that renders for them reads the recipients once.
     allowed: dict[int, Any] = field(default_factory=dict)
 
 
@@ -63,6 +63,7 @@ def check(
     partner list versions (those that name the partner a mail is about).
     """
     get_purpose(purpose)
+    tracking = sa.orm.aliased(Consent)
     versions = None if partner_list_versions is None else frozenset(partner_list_versions)
     verdicts: dict[int, str | None] = {rid: UNKNOWN_RECIPIENT for rid in recipient_ids}
     allowed: dict[int, Any] = {}
@@ -79,9 +80,13 @@ def check(
                 Consent.granted,
                 Consent.partner_list_version,
                 sa.type_coerce(Suppression.reason, sa.String()).label("reason"),
+                # Whether the mail may measure opens and clicks: read with the rest, used only to
+                # set the request's tracking (never a reason to send or not)
+                sa.func.coalesce(tracking.granted, False).label("tracked"),
             )
             .select_from(Recipient)
             .outerjoin(Consent, (Consent.recipient_id == Recipient.id) & (Consent.purpose == purpose))
+            .outerjoin(tracking, (tracking.recipient_id == Recipient.id) & (tracking.purpose == TRACKING.key))
             .outerjoin(
                 Suppression,
                 (Suppression.address_hash == Recipient.address_hash)

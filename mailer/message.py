@@ -29,6 +29,8 @@ class OutgoingMessage:
     html: str
     envelopes: tuple[Envelope, ...]
     headers: dict[str, str] = field(default_factory=dict)
+    #: Measure opens and clicks: only when every recipient of the request consented to it.
+    tracking: bool = False
 
     @property
     def delivery_ids(self) -> list[int]:
@@ -44,6 +46,18 @@ def substitute(text: str, substitutions: dict[str, str]) -> str:
     for tag, value in substitutions.items():
         text = text.replace(tag, value)
     return text
+
+
+def split_by_tracking(message: OutgoingMessage, tracked: set[int]) -> list[OutgoingMessage]:
+    """The message as requests whose recipients all consented to tracking, or none did: a
+    provider sets tracking per request, never per recipient."""
+    on = tuple(e for e in message.envelopes if e.delivery_id in tracked)
+    off = tuple(e for e in message.envelopes if e.delivery_id not in tracked)
+    return [
+        replace(message, envelopes=envelopes, tracking=state)
+        for envelopes, state in ((off, False), (on, True))
+        if envelopes
+    ]
 
 
 def written_out(message: OutgoingMessage) -> list[OutgoingMessage]:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mailer.db import Base, BigId, JSONDoc, UTCDateTime, enum_column, one_of, utcnow
-from mailer.purposes import ALL_PURPOSES, PURPOSE_KEYS
+from mailer.purposes import ALL_PURPOSES, CONSENT_KEYS, PURPOSE_KEYS
 
 
 class AccountState(enum.StrEnum):
@@ -120,7 +120,7 @@ class ConsentEvent(Base):
     note: Mapped[str | None] = mapped_column(sa.Text)
 
     __table_args__ = (
-        sa.CheckConstraint(one_of("purpose", PURPOSE_KEYS), name="purpose"),
+        sa.CheckConstraint(one_of("purpose", CONSENT_KEYS), name="purpose"),
         sa.Index("ix_consent_events_recipient_purpose_at", "recipient_id", "purpose", "at", "id"),
     )
 
@@ -139,7 +139,7 @@ class Consent(Base):
     partner_list_version: Mapped[str | None] = mapped_column(sa.String(64))
 
     __table_args__ = (
-        sa.CheckConstraint(one_of("purpose", PURPOSE_KEYS), name="purpose"),
+        sa.CheckConstraint(one_of("purpose", CONSENT_KEYS), name="purpose"),
         sa.Index("ix_consents_purpose_granted", "purpose", "granted"),
     )
 

@@ -24,7 +24,7 @@ from mailer.models import (
     Recipient,
     SuppressionReason,
 )
-from mailer.purposes import ALL_PURPOSES, PURPOSES
+from mailer.purposes import ALL_PURPOSES, CONSENTS
 from mailer.suppression import entries
 
 #: Version of the wording the preference centre shows beside each purpose
@@ -88,7 +88,7 @@ def preferences(session: Session, recipient: Recipient) -> Preferences:
     stopped_scopes = {e.scope for e in suppressions}
     stopped_all = next((e.created_at for e in suppressions if e.scope == ALL_PURPOSES), None)
     choices = []
-    for key, purpose in PURPOSES.items():
+    for key, purpose in CONSENTS.items():
         stopped = ALL_PURPOSES in stopped_scopes or key in stopped_scopes
         granted = bool(current.get(key) and current[key].granted)
         can_grant = not stopped and (
@@ -181,7 +181,7 @@ def update(
         if wanted[choice.key]:
             if not choice.can_grant:
                 continue
-            purpose = PURPOSES[choice.key]
+            purpose = CONSENTS[choice.key]
             consent.grant(
                 session,
                 recipient.id,
@@ -207,7 +207,7 @@ def update(
 def stop_everything(session: Session, recipient: Recipient, proof: consent.Proof) -> bool:
     """Withdraw every purpose and oppose all mail to the address; False when already stopped."""
     _hold(session, recipient.id)
-    for purpose in PURPOSES:
+    for purpose in CONSENTS:
         if is_granted(session, recipient.id, purpose):
             consent.withdraw(session, recipient.id, purpose, proof)
     _, created = entries.add_hash(

@@ -1,4 +1,10 @@
-"""The three purposes the mailer sends for, and what each needs."""
+"""The three purposes the mailer sends for, what each needs, and the consents people give.
+
+People consent to each purpose of mail, and to one thing that is not a mail: ``tracking``, the
+measurement of whether they open our mails and click their links (CNIL's 2025 recommendation:
+individual open and click measurement needs consent). Without it a mail goes out with open and
+click tracking off.
+"""
 
 from __future__ import annotations
 
@@ -41,9 +47,22 @@ PARTNER_OFFERS = Purpose(
     needs_partner_list=True,
 )
 
+#: Consent to measure opens and clicks of one's mails: recorded with proof like the others, never
+#: a purpose mail is sent for (no unsubscribe link names it; its token code is reserved).
+TRACKING = Purpose(
+    "tracking",
+    N_("Measuring whether you open our e-mails and click their links"),
+    marketing=False,
+    token_code=3,
+)
+
+#: The purposes of mail.
 PURPOSES: dict[str, Purpose] = {p.key: p for p in (TENDER_ALERTS, NOUMA_OFFERS, PARTNER_OFFERS)}
 PURPOSE_KEYS = tuple(PURPOSES)
 MARKETING_PURPOSE_KEYS = tuple(p.key for p in PURPOSES.values() if p.marketing)
+#: Everything people consent to: the purposes of mail, and tracking.
+CONSENTS: dict[str, Purpose] = {**PURPOSES, TRACKING.key: TRACKING}
+CONSENT_KEYS = tuple(CONSENTS)
 
 
 def get_purpose(key: str) -> Purpose:
@@ -52,6 +71,14 @@ def get_purpose(key: str) -> Purpose:
         return PURPOSES[key]
     except KeyError:
         raise UnknownPurpose(f"unknown purpose {key!r}; expected one of: {', '.join(PURPOSE_KEYS)}") from None
+
+
+def get_consent(key: str) -> Purpose:
+    """What a consent is about (a purpose of mail, or tracking); UnknownPurpose otherwise."""
+    try:
+        return CONSENTS[key]
+    except KeyError:
+        raise UnknownPurpose(f"unknown consent {key!r}; expected one of: {', '.join(CONSENT_KEYS)}") from None
 
 
 def check_scope(scope: str) -> str:

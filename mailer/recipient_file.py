@@ -34,15 +34,15 @@ from mailer.addresses import normalise_address
 from mailer.errors import InvalidAddress, InvalidInput
 from mailer.import_file import first_error, json_lines, read_text
 from mailer.models import ConsentSource
-from mailer.purposes import PURPOSE_KEYS
+from mailer.purposes import CONSENT_KEYS
 
 #: Proof fields a consent may carry, as they are named in files.
 PROOF_FIELDS = ("at", "source", "ip", "user_agent", "wording_version", "partner_list_version")
 RECIPIENT_FIELDS = ("address", "name", "locale", "time_zone", "external_ref")
 CSV_COLUMNS = frozenset(
     RECIPIENT_FIELDS
-    + PURPOSE_KEYS
-    + tuple(f"{purpose}_{field}" for purpose in PURPOSE_KEYS for field in PROOF_FIELDS)
+    + CONSENT_KEYS
+    + tuple(f"{purpose}_{field}" for purpose in CONSENT_KEYS for field in PROOF_FIELDS)
 )
 
 #: Longest value of each text field: the size of its column (a longer one is refused with its line).
@@ -126,7 +126,7 @@ class RecipientRecord(BaseModel):
     locale: Literal["fr", "en"] | None = None
     time_zone: str | None = None
     external_ref: str | None = None
-    consents: dict[Literal["tender_alerts", "nouma_offers", "partner_offers"], ConsentRecord] = {}
+    consents: dict[Literal["tender_alerts", "nouma_offers", "partner_offers", "tracking"], ConsentRecord] = {}
 
     @field_validator("address")
     @classmethod
@@ -224,7 +224,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
 def _unflatten(row: dict[str, str]) -> dict[str, Any]:
     record: dict[str, Any] = {k: (row.get(k) or None) for k in RECIPIENT_FIELDS if k in row}
     consents: dict[str, Any] = {}
-    for purpose in PURPOSE_KEYS:
+    for purpose in CONSENT_KEYS:
         state = (row.get(purpose) or "").strip()
         proof = {f: row[f"{purpose}_{f}"] for f in PROOF_FIELDS if row.get(f"{purpose}_{f}")}
         if state:

@@ -85,7 +85,7 @@ def test_the_fake_refuses_what_sendgrid_refuses(validator):
 def test_the_official_helpers_bodies_pass_our_validator(validator):
     # The official helper's own expected bodies: two are known to disagree with the spec.
     bodies = json.loads(shared_data("sendgrid", "mail_send_expected_bodies.json").read_text())["bodies"]
-    valid = [name for name, (body, *_) in bodies.items() if not violations_of(body, 0, validator)]
+    valid = [name for name, (body, *_) in bodies.items() if not violations_of(body, 0, validator, ours=False)]
     assert len(valid) >= len(bodies) - 2
 
 

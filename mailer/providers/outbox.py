@@ -18,6 +18,8 @@ from mailer.providers.backend import Backend, ProviderLimits
 
 #: Header carrying what SendGrid would get as custom_args (ids only), for inspection.
 CUSTOM_ARGS_HEADER = "X-Mailer-Custom-Args"
+#: Header saying whether SendGrid would measure opens and clicks of this mail, for inspection.
+TRACKING_HEADER = "X-Mailer-Tracking"
 
 #: RFC 2369 headers hold <URL> lists: never RFC 2047-encoded (mail clients then find no URL).
 URL_LIST_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post", "list-help", "list-subscribe"})
@@ -119,6 +121,7 @@ def build_eml(message: OutgoingMessage, envelope: Envelope, provider_id: str) ->
     for name, value in {**message.headers, **envelope.headers}.items():
         email[name] = value
     email[CUSTOM_ARGS_HEADER] = json.dumps({"delivery_id": str(envelope.delivery_id)}, separators=(",", ":"))
+    email[TRACKING_HEADER] = "opens-and-clicks" if message.tracking else "off"
     email.set_content(substitute(message.text, envelope.substitutions))
     email.add_alternative(substitute(message.html, envelope.substitutions), subtype="html")
     return email

@@ -22,7 +22,7 @@ from mailer import consent, preferences
 from mailer.db import session_scope, utcnow
 from mailer.errors import BadToken
 from mailer.models import ConsentSource, Recipient
-from mailer.purposes import PURPOSE_KEYS, PURPOSES
+from mailer.purposes import CONSENT_KEYS, PURPOSES
 from mailer.suppression import tokens
 from mailer.web import csrf, pages
 from mailer.web.forms import (
@@ -311,7 +311,7 @@ async def preferences_save(request: Request) -> Response:
         session: Session, recipient: Recipient, claim: Claim, proof: consent.Proof
     ) -> Callable[[], Response]:
         form = request.state.form
-        shown = [p for p in form.get("shown", []) if p in PURPOSE_KEYS]
+        shown = [p for p in form.get("shown", []) if p in CONSENT_KEYS]
         granted = set(form.get("granted", []))
         preferences.update(session, recipient, {p: p in granted for p in shown}, proof)
         return lambda: _preferences_page(request, token, recipient, "saved")

@@ -45,8 +45,8 @@ def load_validator() -> Any:
     return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
 
 
-def violations_of(body: dict[str, Any], raw_size: int, validator: Any) -> list[str]:
-    """Everything SendGrid would refuse in a mail/send body."""
+def violations_of(body: dict[str, Any], raw_size: int, validator: Any, *, ours: bool = True) -> list[str]:
+    """Everything SendGrid would refuse in a mail/send body (and, with ``ours``, our own rules)."""
     problems = [
         f"{'/'.join(str(p) for p in error.absolute_path) or '(root)'}: {error.message}"
         for error in validator.iter_errors(body)
@@ -74,6 +74,25 @@ def violations_of(body: dict[str, Any], raw_size: int, validator: Any) -> list[s
         and any(c.get("type") == "text/plain" for c in content)
     ):
         problems.append("content: text/plain must come first")
+    if ours:
+        problems.extend(tracking_left_to_the_account(body))
+    return problems
+
+
+def tracking_left_to_the_account(body: dict[str, Any]) -> list[str]:
+    """Not SendGrid's rule but ours: every request states its tracking, never the account's default."""
+    settings = body.get("tracking_settings") or {}
+    problems = []
+    for name, fields in (
+        ("click_tracking", ("enable", "enable_text")),
+        ("open_tracking", ("enable",)),
+        ("subscription_tracking", ("enable",)),
+    ):
+        for field_name in fields:
+            if not isinstance((settings.get(name) or {}).get(field_name), bool):
+                problems.append(
+                    f"tracking_settings/{name}/{field_name}: not stated (the account's default applies)"
+                )
     return problems
 
 
